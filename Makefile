@@ -1,0 +1,60 @@
+# Every target is a verb. `make run` and `make test` work on a fresh Debian
+# machine: the first run installs the OS packages and the virtualenv.
+
+PYTHON     ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+OS_TOOLS   := haproxy memcached git
+OS_PKGS    := haproxy memcached git
+STAMP      := $(VENV)/.installed
+export HOSTD_DATA ?= $(CURDIR)/var
+
+.PHONY: install os-deps run up down test check-routes bench lint clean reload
+
+install: os-deps $(STAMP)
+
+os-deps:
+	@missing=""; for t in $(OS_TOOLS); do command -v $$t >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing OS packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(OS_PKGS) >/dev/null || exit 1; \
+	    for s in haproxy memcached; do systemctl disable --now $$s >/dev/null 2>&1 || service $$s stop >/dev/null 2>&1 || true; done; \
+	  else \
+	    echo "missing:$$missing. Install them with your package manager (Debian: sudo apt-get install $(OS_PKGS)) and rerun." >&2; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+run: install
+	$(PY) -m hostd.stack run
+
+up: install
+	$(PY) -m hostd.stack up
+
+down:
+	@test -x $(PY) && $(PY) -m hostd.stack down || true
+
+reload: install
+	$(PY) -m hostd.stack reload
+
+test: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m pytest -q --cov=singlemalt --cov-report=term-missing:skip-covered --cov-fail-under=100 tests
+
+check-routes: install
+	PATH="$$PATH:/usr/sbin" $(PY) -m pytest -q tests/haproxy/test_routes.py
+
+bench: install
+	$(PY) -m bench
+
+lint: install
+	$(VENV)/bin/ruff check singlemalt hostd tests
+	$(VENV)/bin/mypy singlemalt hostd
+
+clean:
+	rm -rf $(VENV) .pytest_cache .coverage
