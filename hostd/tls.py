@@ -1,10 +1,11 @@
 """A local certificate authority and the server certificate HAProxy presents.
 
 Clients verify the server against ``ca.pem`` (git: ``http.sslCAInfo``, hg:
-``web.cacerts``). The server certificate names ``localhost`` as a DNS name and
-``127.0.0.1``/``::1`` as *IP address* subject alternative names: Mercurial,
-unlike git, refuses an IP address that only appears as a DNS name or in the
-common name, so the IP entries must have the IP type.
+``web.cacerts``). The server certificate names ``localhost`` as a DNS name and each IP
+address twice, as an *IP address* subject alternative name (what OpenSSL,
+and so git and curl, match for an IP host) and as a *DNS* name: Mercurial
+does its own host matching and only reads DNS entries, so without the DNS
+form it refuses ``https://127.0.0.1/...`` ("certificate is for localhost").
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def _san(hosts: tuple[str, ...]) -> x509.SubjectAlternativeName:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
-            names.append(x509.DNSName(host))
+            pass
+        names.append(x509.DNSName(host))
     return x509.SubjectAlternativeName(names)
 
 

@@ -1,0 +1,44 @@
+"""gunicorn settings shared by the git, hg and web pools.
+
+The supervisor passes ``--bind`` and ``--name`` per pool; the rest is here.
+Workers are threaded (gthread): the master's liveness timeout then measures
+the worker's main loop, not a request, so a clone that streams for an hour
+is not killed, while a wedged worker still is.
+"""
+
+import os
+
+worker_class = "gthread"
+workers = int(os.environ.get("HOSTD_WORKERS", "2"))
+threads = int(os.environ.get("HOSTD_THREADS", "4"))
+timeout = 60
+graceful_timeout = 30
+keepalive = 75
+
+# Mercurial sends its arguments in X-HgArg-N headers of about 1 KiB each:
+# hundreds of them for repositories with many heads. HAProxy bounds the
+# total request header size (tune.bufsize); these only must not be lower.
+limit_request_fields = 32768
+limit_request_field_size = 16384
+limit_request_line = 16384
+
+# singlemalt is the only place that trusts forwarded headers.
+forwarded_allow_ips = ""
+secure_scheme_headers: dict[str, str] = {}
+
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"
+access_log_format = '%(h)s rid=%({x-request-id}i)s "%(r)s" %(s)s %(B)s %(M)sms'
+
+# A worker must notice promptly when its master is gone (see hostd reap).
+def post_fork(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass

@@ -1,0 +1,148 @@
+"""The one place hostd reads its environment.
+
+Everything configurable enters here, is parsed once into a frozen
+:class:`Settings`, and is passed down. Bad values fail fast with a message
+naming the variable, so a typo in a unit file stops the pool at start rather
+than opening anything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A variable in the environment has a value hostd cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """Every TCP port of one stack; all bind to :attr:`Settings.bind`."""
+
+    https: int = 8443
+    http: int = 8080
+    stats: int = 8404
+    git: int = 8101
+    hg: int = 8102
+    web: int = 8103
+    memcached: int = 11311
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Frozen configuration of one hostd installation."""
+
+    data_dir: Path
+    bind: str = "127.0.0.1"
+    ports: Ports = Ports()
+    workers: int = 2
+    threads: int = 4
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    max_push_bytes: int = 2 * 1024**3
+    public_host: str = "127.0.0.1"
+
+    @property
+    def repo_root(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "hostd.db"
+
+    @property
+    def secret_file(self) -> Path:
+        return self.data_dir / "secret"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "log"
+
+    @property
+    def memcached_server(self) -> tuple[str, int]:
+        return (self.bind, self.ports.memcached)
+
+    @property
+    def base_url(self) -> str:
+        """The HTTPS URL users clone from."""
+        host = self.public_host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self.ports.https}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse ``HOSTD_*`` variables; unset ones take the documented defaults."""
+        env = os.environ if environ is None else environ
+        default_ports = Ports()
+        ports = Ports(
+            **{
+                name: _port(env, f"HOSTD_{name.upper()}_PORT", getattr(default_ports, name))
+                for name in Ports.__dataclass_fields__
+            }
+        )
+        if len(set(vars_of(ports))) != len(vars_of(ports)):
+            raise SettingsError(f"two HOSTD_*_PORT variables name the same port: {ports}")
+        bind = env.get("HOSTD_BIND", "127.0.0.1")
+        _address("HOSTD_BIND", bind)
+        proxies = tuple(p for p in env.get("HOSTD_TRUSTED_PROXIES", "127.0.0.1,::1").split(",") if p)
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy.strip())
+            except ValueError:
+                raise SettingsError(f"HOSTD_TRUSTED_PROXIES: {proxy!r} is not an address") from None
+        return cls(
+            data_dir=Path(env.get("HOSTD_DATA", str(PROJECT_ROOT / "var"))).resolve(),
+            bind=bind,
+            ports=ports,
+            workers=_positive(env, "HOSTD_WORKERS", 2),
+            threads=_positive(env, "HOSTD_THREADS", 4),
+            trusted_proxies=tuple(p.strip() for p in proxies),
+            max_push_bytes=_positive(env, "HOSTD_MAX_PUSH_BYTES", 2 * 1024**3),
+            public_host=env.get("HOSTD_PUBLIC_HOST", bind),
+        )
+
+
+def vars_of(ports: Ports) -> list[int]:
+    """The port numbers of a :class:`Ports`, in field order."""
+    return [getattr(ports, name) for name in Ports.__dataclass_fields__]
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _positive(env, name, default)
+    if value > 65535:
+        raise SettingsError(f"{name}={value} is not a TCP port")
+    return value
+
+
+def _address(name: str, value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not an IP address") from None

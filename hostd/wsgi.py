@@ -1,0 +1,107 @@
+"""Composition root of the three pools: settings in, WSGI apps out.
+
+gunicorn calls ``hostd.wsgi:git_app()`` (and ``hg_app()``, ``web_app()``);
+this is the only module that turns configuration into objects. Each pool is
+``HealthRoutes(SingleMalt(<app>))``: health checks answer without
+authentication, everything else is decided by singlemalt first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from singlemalt import (
+    LoginThrottle,
+    ProxyTrust,
+    SafeMemcache,
+    SingleMalt,
+    VerificationCache,
+    Verifier,
+    classify_git,
+    classify_hg,
+)
+
+from hostd import logsetup
+from hostd.accounts import Accounts
+from hostd.database import Database
+from hostd.gitapp import GitApp
+from hostd.health import HealthRoutes, storage_problem
+from hostd.hgapp import HgApp
+from hostd.policy import RepositoryPolicy
+from hostd.settings import Settings
+from hostd.storage import Storage
+from hostd.webapp import WebApp, WebPolicy, classify_web
+
+REALM = "hostd"
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The collaborators every pool shares, built once per process."""
+
+    settings: Settings
+    accounts: Accounts
+    storage: Storage
+    verifier: Verifier
+    throttle: LoginThrottle
+    proxy: ProxyTrust
+
+
+def build_services(settings: Settings) -> Services:
+    """Wire the account database, memcached and the verifier together."""
+    accounts = Accounts(Database(settings.database))
+    memcache = SafeMemcache([settings.memcached_server])
+    secret = settings.secret_file.read_bytes()
+    verifier = Verifier(accounts, cache=VerificationCache(memcache, secret))
+    return Services(
+        settings=settings,
+        accounts=accounts,
+        storage=Storage(settings.repo_root),
+        verifier=verifier,
+        throttle=LoginThrottle(memcache),
+        proxy=ProxyTrust(settings.trusted_proxies),
+    )
+
+
+def _guard(services: Services, app: Any, classify: Callable[..., Any], authorize: Any) -> Any:
+    guarded = SingleMalt(
+        app,
+        classify=classify,
+        verifier=services.verifier,
+        authorize=authorize,
+        realm=REALM,
+        throttle=services.throttle,
+        proxy=services.proxy,
+    )
+    root = services.settings.repo_root
+    return HealthRoutes(guarded, ready=lambda: storage_problem(root))
+
+
+def _services(settings: Settings | None) -> Services:
+    logsetup.configure()
+    return build_services(settings or Settings.from_env())
+
+
+def git_app(settings: Settings | None = None) -> Any:
+    """The git pool: dulwich smart HTTP behind singlemalt."""
+    services = _services(settings)
+    policy = RepositoryPolicy(services.accounts, vcs="git")
+    app = GitApp(policy.resolve, services.storage, max_request_bytes=services.settings.max_push_bytes)
+    return _guard(services, app, classify_git, policy)
+
+
+def hg_app(settings: Settings | None = None) -> Any:
+    """The hg pool: hgweb behind singlemalt."""
+    services = _services(settings)
+    policy = RepositoryPolicy(services.accounts, vcs="hg")
+    return _guard(services, HgApp(policy.resolve, services.storage), classify_hg, policy)
+
+
+def web_app(settings: Settings | None = None) -> Any:
+    """The web pool: repository pages behind singlemalt."""
+    services = _services(settings)
+    policy = WebPolicy(RepositoryPolicy(services.accounts, vcs=None))
+    app = WebApp(services.accounts, services.settings.base_url)
+    return _guard(services, app, classify_web, policy)

@@ -1,0 +1,55 @@
+"""Authorization decisions and the contract an authorizer fulfils.
+
+An authorizer answers one question: may this identity (``None`` for an
+anonymous request) perform this :class:`~singlemalt.target.Target`?  The
+answer carries a reason for the log, and a denial says whether the identity
+may know the repository exists, so the middleware can answer 403 with the
+reason instead of a 404 that hides it::
+
+    def authorize(identity, target):
+        if target.action is Action.READ:
+            return Allowed("public")
+        if identity is not None and target.repository.startswith(identity.username + "/"):
+            return Allowed("owner")
+        return Denied("not the owner", reveal=True)
+
+A plain function satisfies :class:`Authorizer`.  Default deny: an
+authorizer should end with a :class:`Denied`, not an :class:`Allowed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from singlemalt.identity import Identity
+from singlemalt.target import Target
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """Let the request through; ``reason`` goes to the log."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """Refuse the request.
+
+    ``reveal=True`` means the identity may know the repository exists, so a
+    refusal is a 403 carrying ``reason`` (shown to the git or hg user);
+    ``reveal=False`` hides it behind a 404.
+    """
+
+    reason: str
+    reveal: bool = False
+
+
+Decision = Allowed | Denied
+
+
+class Authorizer(Protocol):
+    """Decides whether an identity may perform a target."""
+
+    def __call__(self, identity: Identity | None, target: Target) -> Decision: ...

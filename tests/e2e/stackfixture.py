@@ -1,0 +1,123 @@
+"""A whole hostd stack on free loopback ports, and the real clients to drive it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from hostd import stack
+from hostd.settings import Settings
+from tests.ports import free_ports
+
+VENV_BIN = Path(sys.executable).parent
+PORT_NAMES = ("HTTPS", "HTTP", "STATS", "GIT", "HG", "WEB", "MEMCACHED")
+
+
+@dataclass
+class Clients:
+    """git and hg configured to trust the stack's CA and never prompt."""
+
+    home: Path
+    ca: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / ".gitconfig").write_text(
+            "[user]\n\tname = Test User\n\temail = test@example.com\n"
+            f"[http]\n\tsslCAInfo = {self.ca}\n"
+            "[init]\n\tdefaultBranch = main\n"
+            "[credential]\n\thelper =\n"
+        )
+        (self.home / ".hgrc").write_text(
+            f"[ui]\nusername = Test User <test@example.com>\ninteractive = false\n"
+            f"[web]\ncacerts = {self.ca}\n"
+        )
+        self.env = {
+            "HOME": str(self.home),
+            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "HGRCPATH": str(self.home / ".hgrc"),
+            "HGPLAIN": "1",
+            "LANG": "C.UTF-8",
+        }
+
+    def run(self, *args: str, cwd: Path | None = None, check: bool = True,
+            timeout: float = 300, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env, **(extra_env or {}))
+        result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def git(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return self.run("git", *args, **kwargs)  # type: ignore[arg-type]
+
+    def hg(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return self.run(str(VENV_BIN / "hg"), *args, **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass
+class Stack:
+    """A running stack: its settings, admin CLI and URL helpers."""
+
+    settings: Settings
+    clients: Clients
+
+    @property
+    def base(self) -> str:
+        return self.settings.base_url
+
+    def url(self, path: str, user: str | None = None, password: str | None = None) -> str:
+        host = f"{self.settings.bind}:{self.settings.ports.https}"
+        auth = "" if user is None else f"{quote(user, safe='')}:{quote(password or '', safe='')}@"
+        return f"https://{auth}{host}/{path.lstrip('/')}"
+
+    def hostd(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(VENV_BIN / "hostd"), *args, "--data", str(self.settings.data_dir)],
+            input=stdin, capture_output=True, text=True, timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"hostd {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def forget_failed_logins(self) -> None:
+        """Reset both brute-force counters (singlemalt's in memcached, HAProxy's
+        stick table): every client in these tests shares 127.0.0.1."""
+        with socket.create_connection(self.settings.memcached_server, timeout=5) as conn:
+            conn.sendall(b"flush_all\r\n")
+            assert conn.recv(64).startswith(b"OK")
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(5)
+            conn.connect(str(self.settings.run_dir / "haproxy.sock"))
+            conn.sendall(b"clear table https\n")
+            conn.recv(4096)
+
+    def add_user(self, name: str, password: str) -> None:
+        self.hostd("user", "add", name, stdin=password + "\n")
+
+
+def start_stack(root: Path, **overrides: str) -> Stack:
+    """Start a stack under ``root`` on free ports; the caller must stop it."""
+    env = {f"HOSTD_{name}_PORT": str(port) for name, port in zip(PORT_NAMES, free_ports(len(PORT_NAMES)))}
+    env.update(HOSTD_DATA=str(root / "var"), HOSTD_WORKERS="2", HOSTD_THREADS="4", **overrides)
+    settings = Settings.from_env(env)
+    stack.start(settings)
+    try:
+        stack.wait_healthy(settings, timeout=60)
+    except Exception:
+        stack.stop(settings)
+        raise
+    return Stack(settings, Clients(root / "home", settings.tls_dir / "ca.pem"))
+
+
+def stop_stack(running: Stack) -> None:
+    stack.stop(running.settings)

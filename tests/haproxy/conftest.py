@@ -1,0 +1,48 @@
+"""Fixtures for the HAProxy tests: TLS files, echo pools, a running HAProxy.
+
+HAProxy is started once per test module on the real ``haproxy/haproxy.cfg``;
+the three echo backends live for the whole session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hostd.tls import TlsFiles, ensure_certificates
+
+from .echo_backend import EchoBackend
+from .haproxy_runner import SERVERS, HAProxy
+
+REPO = Path(__file__).resolve().parents[2]
+HAPROXY_DIR = REPO / "haproxy"
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return ensure_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def echo_backends() -> Iterator[dict[str, EchoBackend]]:
+    backends = {pool: EchoBackend(pool).start() for pool in SERVERS}
+    yield backends
+    for backend in backends.values():
+        backend.stop()
+
+
+def backend_addresses(backends: dict[str, EchoBackend]) -> dict[str, str]:
+    return {pool: backend.address for pool, backend in backends.items()}
+
+
+@pytest.fixture(scope="module")
+def proxy(
+    tmp_path_factory: pytest.TempPathFactory,
+    tls: TlsFiles,
+    echo_backends: dict[str, EchoBackend],
+) -> Iterator[HAProxy]:
+    run_dir = tmp_path_factory.mktemp("haproxy-run")
+    with HAProxy(HAPROXY_DIR, run_dir, tls, backend_addresses(echo_backends)) as running:
+        yield running

@@ -1,0 +1,209 @@
+"""Run the real HAProxy on ``haproxy/haproxy.cfg`` for tests, on free 127.0.0.1 ports.
+
+The configuration is used unmodified: everything site-specific is passed in
+the ``HOSTD_*`` environment, exactly as the stack does in production. The
+process is started the way supervisord starts it (``-W -db``), stopped by its
+own PID, and its log (stdout) is kept for failure messages.
+
+Usage::
+
+    proxy = HAProxy(haproxy_dir, run_dir, tls, {"git": "127.0.0.1:5001", ...})
+    proxy.check()        # `haproxy -c`
+    with proxy:          # start, wait until all three servers are UP
+        proxy.https      # an http_clients.Endpoint
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from hostd.tls import TlsFiles
+
+from .http_clients import Endpoint
+
+SERVERS = {"git": "git1", "hg": "hg1", "web": "web1"}
+START_TIMEOUT = 15.0
+
+
+def find_haproxy() -> str:
+    """The haproxy binary; Debian installs it in /usr/sbin, often not on PATH."""
+    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise RuntimeError("haproxy not found: install it (Debian: apt-get install haproxy)")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class HAProxy:
+    """One HAProxy master-worker process on a configuration directory."""
+
+    def __init__(
+        self,
+        haproxy_dir: Path,
+        run_dir: Path,
+        tls: TlsFiles,
+        backends: Mapping[str, str],
+        *,
+        maxconn: int = 8,
+    ) -> None:
+        self.haproxy_dir = haproxy_dir.resolve()
+        self.run_dir = run_dir
+        self.tls = tls
+        self.backends = dict(backends)
+        self.maxconn = maxconn
+        self.https_port = free_port()
+        self.http_port = free_port()
+        self.stats_port = free_port()
+        self.log_path = run_dir / "haproxy.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config(self) -> Path:
+        return self.haproxy_dir / "haproxy.cfg"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.run_dir / "haproxy.sock"
+
+    @property
+    def https(self) -> Endpoint:
+        return Endpoint("127.0.0.1", self.https_port, self.tls.ca_cert)
+
+    @property
+    def http(self) -> Endpoint:
+        return Endpoint("127.0.0.1", self.http_port)
+
+    @property
+    def stats(self) -> Endpoint:
+        return Endpoint("127.0.0.1", self.stats_port)
+
+    def environment(self) -> dict[str, str]:
+        """The HOSTD_* variables haproxy.cfg reads, on top of this process's own."""
+        env = dict(os.environ)
+        env.update(
+            HOSTD_BIND="127.0.0.1",
+            HOSTD_HTTPS_PORT=str(self.https_port),
+            HOSTD_HTTP_PORT=str(self.http_port),
+            HOSTD_STATS_PORT=str(self.stats_port),
+            HOSTD_TLS_PEM=str(self.tls.server_pem),
+            HOSTD_HAPROXY_DIR=str(self.haproxy_dir),
+            HOSTD_RUN_DIR=str(self.run_dir),
+        )
+        for pool, address in self.backends.items():
+            env[f"HOSTD_{pool.upper()}_ADDR"] = address
+            env[f"HOSTD_{pool.upper()}_MAXCONN"] = str(self.maxconn)
+        return env
+
+    def _prepare_run_dir(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = self.run_dir / "haproxy.state"
+        if not state.exists():
+            # What a first start has: the state file's version line, no servers.
+            state.write_text("1\n")
+
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """Run ``haproxy -c`` on the configuration; return the result."""
+        self._prepare_run_dir()
+        return subprocess.run(
+            [find_haproxy(), "-c", "-f", str(self.config)],
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    def log(self) -> str:
+        """Everything HAProxy has written so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def admin(self, command: str) -> str:
+        """Send one command to the admin socket and return the answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(str(self.admin_socket))
+            sock.sendall(command.encode() + b"\n")
+            chunks = []
+            while data := sock.recv(65536):
+                chunks.append(data)
+        return b"".join(chunks).decode()
+
+    def server_states(self) -> dict[str, str]:
+        """Server name -> status (UP, DOWN, ...) from ``show stat``."""
+        lines = self.admin("show stat").splitlines()
+        if not lines or not lines[0].startswith("# "):
+            return {}
+        columns = lines[0][2:].split(",")
+        states = {}
+        for line in lines[1:]:
+            row = dict(zip(columns, line.split(","), strict=False))
+            if row.get("svname") in SERVERS.values():
+                states[row["svname"]] = row.get("status", "")
+        return states
+
+    def start(self) -> Self:
+        """Start HAProxy and wait until it accepts TLS and every server is UP."""
+        self._prepare_run_dir()
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                [find_haproxy(), "-W", "-db", "-f", str(self.config)],
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"haproxy exited with {self._process.returncode}:\n{self.log()}")
+            try:
+                states = self.server_states()
+            except OSError:
+                states = {}
+            # Servers start UP ("UP 1/2" until their first check passes);
+            # a dead echo backend would turn DOWN and fail the tests loudly.
+            if len(states) == len(SERVERS) and all(s.startswith("UP") for s in states.values()):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"haproxy not ready after {START_TIMEOUT}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        """Stop the master (which stops its worker), by PID."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

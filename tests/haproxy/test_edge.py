@@ -1,0 +1,224 @@
+"""What the edge does besides routing: redirects, headers, limits, streaming, stats.
+
+Each test drives the real HAProxy on ``haproxy/haproxy.cfg`` (started once for
+this module) in front of the echo pools.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .echo_backend import EchoBackend
+from .haproxy_runner import HAProxy
+from .http_clients import Headers, Response, h1_request, h2_request
+
+TRANSPORTS = ("h1", "h2")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def send(
+    proxy: HAProxy,
+    transport: str,
+    method: str,
+    target: str,
+    headers: Headers = (),
+    body: bytes | Iterator[bytes] | None = None,
+) -> Response:
+    request = h1_request if transport == "h1" else h2_request
+    return request(proxy.https, method, target, headers, body)
+
+
+def backend_headers(response: Response) -> dict[str, list[str]]:
+    """The headers the pool received, by lowercased name."""
+    seen: dict[str, list[str]] = {}
+    for name, value in response.json()["headers"]:
+        seen.setdefault(name.lower(), []).append(value)
+    return seen
+
+
+# --- Plain HTTP --------------------------------------------------------------
+
+
+def test_plain_http_get_is_redirected_permanently(proxy: HAProxy) -> None:
+    response = h1_request(proxy.http, "GET", "/alice/proj?cmd=log", host=proxy.http.authority)
+    assert response.status == 301
+    assert response.header("location") == f"https://127.0.0.1:{proxy.https_port}/alice/proj?cmd=log"
+    assert response.header("x-echo-pool") is None
+
+
+def test_plain_http_push_is_redirected_keeping_its_method(proxy: HAProxy) -> None:
+    response = h1_request(
+        proxy.http,
+        "POST",
+        "/alice/proj.git/git-receive-pack",
+        (("Content-Type", "application/x-git-receive-pack-request"),),
+        b"0000",
+        host=f"localhost:{proxy.http_port}",
+    )
+    assert response.status == 308
+    assert response.header("location") == (
+        f"https://localhost:{proxy.https_port}/alice/proj.git/git-receive-pack"
+    )
+
+
+# --- Stats, metrics, admin socket -------------------------------------------
+
+
+def test_stats_page(proxy: HAProxy) -> None:
+    response = h1_request(proxy.stats, "GET", "/stats")
+    assert response.status == 200
+    assert b"Statistics Report" in response.body
+
+
+def test_prometheus_metrics(proxy: HAProxy) -> None:
+    response = h1_request(proxy.stats, "GET", "/metrics")
+    assert response.status == 200
+    for pool in ("git", "hg", "web"):
+        assert f'haproxy_backend_status{{proxy="{pool}",state="UP"}} 1'.encode() in response.body
+
+
+def test_admin_socket_is_private_and_admin(proxy: HAProxy) -> None:
+    assert stat.S_IMODE(proxy.admin_socket.stat().st_mode) == 0o600
+    assert "Name: HAProxy" in proxy.admin("show info")
+    assert "Permission denied" not in proxy.admin("show table https")
+
+
+# --- Headers the pools rely on ------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_request_id_is_generated_and_returned(proxy: HAProxy, transport: str) -> None:
+    response = send(proxy, transport, "GET", "/alice/proj", (("X-Request-ID", "forged-by-client"),))
+    received = backend_headers(response)["x-request-id"]
+    assert len(received) == 1 and UUID.match(received[0]), received
+    assert response.header("x-request-id") == received[0]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_forwarding_headers_are_replaced(proxy: HAProxy, transport: str) -> None:
+    forged = (
+        ("X-Forwarded-For", "203.0.113.66"),
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("x-forwarded-port", "80"),
+        ("Forwarded", "for=203.0.113.66;proto=http"),
+        ("X-Real-IP", "203.0.113.66"),
+        ("X-Hostd-Route", "git:forged"),
+    )
+    received = backend_headers(send(proxy, transport, "GET", "/alice/proj", forged))
+    assert received["x-forwarded-for"] == ["127.0.0.1"]
+    assert received["x-forwarded-proto"] == ["https"]
+    assert received["x-hostd-route"] == ["web:default"]
+    for name in ("x-forwarded-host", "x-forwarded-port", "forwarded", "x-real-ip"):
+        assert name not in received
+
+
+def test_hsts_only_on_web_responses(proxy: HAProxy) -> None:
+    page = h1_request(proxy.https, "GET", "/alice/proj")
+    clone = h1_request(proxy.https, "GET", "/alice/proj.git/info/refs?service=git-upload-pack")
+    assert page.header("strict-transport-security") == "max-age=31536000"
+    assert clone.header("strict-transport-security") is None
+
+
+# --- Big requests ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_60k_of_hg_argument_headers_reach_hg(proxy: HAProxy, transport: str) -> None:
+    # What Mercurial sends for getbundle on a big repository: arguments cut
+    # into ~1 KB X-HgArg-<n> headers (server.maxhttpheaderlen = 1024).
+    headers = tuple((f"X-HgArg-{n}", "a" * 1000) for n in range(1, 61))
+    headers += (("User-Agent", "mercurial/proto-1.0 (Mercurial 6.3.2)"),)
+    response = send(proxy, transport, "GET", "/alice/proj?cmd=getbundle", headers)
+    assert response.status == 200, response.body[:200]
+    assert response.header("x-echo-pool") == "hg"
+    received = backend_headers(response)
+    assert all(received[f"x-hgarg-{n}"] == ["a" * 1000] for n in range(1, 61))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_large_streamed_push_reaches_git_whole(proxy: HAProxy, transport: str) -> None:
+    chunks = [bytes([n % 256]) * 65536 for n in range(24)]  # 1.5 MiB, no length
+    response = send(
+        proxy,
+        transport,
+        "POST",
+        "/alice/proj.git/git-receive-pack",
+        (("Content-Type", "application/x-git-receive-pack-request"),),
+        iter(chunks),
+    )
+    assert response.status == 200
+    report = response.json()
+    assert report["pool"] == "git"
+    assert report["body_length"] == 24 * 65536
+    assert report["chunked"], "HAProxy should stream it on, not buffer it into a length"
+
+
+def _paused_body(
+    backend: EchoBackend, target: str, seen: threading.Event, wait: float
+) -> Iterator[bytes]:
+    """Send a first chunk, then wait up to ``wait`` s for the pool to see the request."""
+    yield b"x" * 1024
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if target in backend.started:
+            seen.set()
+            break
+        time.sleep(0.02)
+    yield b"y" * 1024
+
+
+def test_pushes_stream_but_page_bodies_are_buffered(
+    proxy: HAProxy, echo_backends: dict[str, EchoBackend]
+) -> None:
+    push_target = "/alice/proj.git/git-receive-pack?stream-test"
+    push_seen = threading.Event()
+    body = _paused_body(echo_backends["git"], push_target, push_seen, wait=3.0)
+    push = h1_request(proxy.https, "POST", push_target, (), body)
+    assert push.json()["pool"] == "git"
+    assert push_seen.is_set(), "the git pool only saw the push once its body was complete"
+
+    form_target = "/login?buffer-test"
+    form_seen = threading.Event()
+    body = _paused_body(echo_backends["web"], form_target, form_seen, wait=0.5)
+    form = h1_request(proxy.https, "POST", form_target, (), body)
+    assert form.json()["pool"] == "web"
+    assert not form_seen.is_set(), "the web pool got a page request before its body"
+
+
+# --- Password guessing ------------------------------------------------------
+
+
+def test_repeated_401s_are_answered_429(proxy: HAProxy) -> None:
+    wrong_password = (("X-Echo-Status", "401"), ("Authorization", "Basic YWxpY2U6d3Jvbmc="))
+    try:
+        statuses = [
+            h1_request(proxy.https, "GET", "/alice/proj.git/info/refs", wrong_password).status
+            for _ in range(32)
+        ]
+        assert statuses[:31] == [401] * 31
+        assert statuses[31] == 429
+        assert h1_request(proxy.https, "GET", "/").status == 429
+    finally:
+        proxy.admin("clear table https")
+    assert h1_request(proxy.https, "GET", "/").status == 200
+
+
+def test_challenges_to_requests_without_credentials_are_not_counted(proxy: HAProxy) -> None:
+    """git and hg get one 401 per operation before they send credentials."""
+    challenge = (("X-Echo-Status", "401"),)
+    try:
+        statuses = [
+            h1_request(proxy.https, "GET", "/alice/proj.git/info/refs", challenge).status
+            for _ in range(40)
+        ]
+        assert statuses == [401] * 40
+        assert h1_request(proxy.https, "GET", "/").status == 200
+    finally:
+        proxy.admin("clear table https")

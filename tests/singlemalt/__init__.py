@@ -1,0 +1,1 @@
+"""Tests of the singlemalt middleware package, one module per source module."""

@@ -1,0 +1,104 @@
+"""Shared fixtures: real memcached servers and a cheap password hasher."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from singlemalt import PasswordHasher, SafeMemcache
+
+MEMCACHED = "/usr/bin/memcached"
+
+
+@dataclass
+class Memcached:
+    """A memcached process this test run started; stopped by its own PID only."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_memcached(port: int | None = None) -> Memcached:
+    """Start memcached on a free (or the given) loopback port and wait until it answers."""
+    port = port or _free_port()
+    command = [MEMCACHED, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16", "-t", "2"]
+    if os.geteuid() == 0:
+        command += ["-u", pwd.getpwuid(0).pw_name]  # memcached refuses root without -u
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return Memcached(process, port)
+        except OSError:
+            time.sleep(0.02)
+    process.kill()
+    process.wait()
+    raise RuntimeError("memcached did not start")
+
+
+@pytest.fixture
+def memcached_factory() -> Iterator[Callable[..., Memcached]]:
+    """Start private memcached servers (for tests that kill them); all stopped afterwards."""
+    started: list[Memcached] = []
+
+    def start(port: int | None = None) -> Memcached:
+        server = start_memcached(port)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.resume()
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def shared_memcached() -> Iterator[Memcached]:
+    """One memcached for the whole session, for tests that do not disturb it."""
+    server = start_memcached()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def memcache(shared_memcached: Memcached) -> SafeMemcache:
+    """A SafeMemcache on the shared server (tests use distinct keys)."""
+    return SafeMemcache(shared_memcached.address)
+
+
+@pytest.fixture(scope="session")
+def hasher() -> PasswordHasher:
+    """argon2 at the lowest cost: production defaults would make the suite slow."""
+    return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
