@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -147,6 +148,7 @@ def start(settings: Settings, *, foreground: bool = False) -> subprocess.Popen[b
     if demo is not None:
         print(f"Demo user {demo.username!r}, password {demo.password!r} "
               f"(shown once; kept 0600 in {settings.data_dir / 'demo-password'})", flush=True)
+    _ensure_server_state_file(settings)
     env = environment(settings)
     command = [str(Path(sys.executable).parent / "supervisord"), "-c", str(SUPERVISORD_CONF)]
     if foreground:
@@ -177,8 +179,39 @@ def stop(settings: Settings, timeout: float = 60.0) -> bool:
     raise StackError(f"supervisord (pid {pid}) did not stop within {timeout:.0f}s")
 
 
+def haproxy_command(settings: Settings, command: str) -> str:
+    """Send one command to HAProxy's admin socket and return its answer."""
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(5)
+        conn.connect(str(settings.run_dir / "haproxy.sock"))
+        conn.sendall(command.encode() + b"\n")
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def _server_state_file(settings: Settings) -> Path:
+    return settings.run_dir / "haproxy.state"
+
+
+def _ensure_server_state_file(settings: Settings) -> None:
+    """HAProxy warns at start when its server-state file is missing; "1" is
+    the format version line of an empty state."""
+    state = _server_state_file(settings)
+    if not state.exists():
+        state.write_text("1\n")
+
+
 def reload_haproxy(settings: Settings) -> None:
-    """Hitless HAProxy reload: the master re-reads its config on SIGUSR2."""
+    """Hitless HAProxy reload: save the servers' runtime state (drained,
+    disabled, added), then SIGUSR2 the master, which starts new workers with
+    the new config and lets the old ones finish their connections."""
+    state = haproxy_command(settings, "show servers state")
+    if state.startswith("1"):
+        tmp = _server_state_file(settings).with_suffix(".tmp")
+        tmp.write_text(state)
+        tmp.replace(_server_state_file(settings))
     env = environment(settings)
     subprocess.run(
         [env["HOSTD_VENV_BIN"] + "/supervisorctl", "-c", str(SUPERVISORD_CONF), "signal", "USR2", "haproxy"],

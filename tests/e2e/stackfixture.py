@@ -95,11 +95,7 @@ class Stack:
         with socket.create_connection(self.settings.memcached_server, timeout=5) as conn:
             conn.sendall(b"flush_all\r\n")
             assert conn.recv(64).startswith(b"OK")
-        with socket.socket(socket.AF_UNIX) as conn:
-            conn.settimeout(5)
-            conn.connect(str(self.settings.run_dir / "haproxy.sock"))
-            conn.sendall(b"clear table https\n")
-            conn.recv(4096)
+        stack.haproxy_command(self.settings, "clear table https")
 
     def add_user(self, name: str, password: str) -> None:
         self.hostd("user", "add", name, stdin=password + "\n")
