@@ -14,10 +14,9 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from singlemalt import IssuedToken, Scope, TokenRecord, UserRecord, hash_password, new_token
-
 from hostd.database import Database
 from hostd.names import RepoName, normalize_name
+from singlemalt import IssuedToken, Scope, TokenRecord, UserRecord, hash_password, new_token
 
 
 class AccountError(Exception):

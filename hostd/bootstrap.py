@@ -71,9 +71,14 @@ def _tls_hosts(settings: Settings) -> tuple[str, ...]:
 
 
 def clone_commands(settings: Settings) -> list[str]:
-    """The clone commands to print, verifying the server against our CA."""
+    """The clone commands to print, verifying the server against our CA.
+
+    ``GIT_SSL_CAINFO``, when set in the user's environment, overrides git's
+    ``http.sslCAInfo``, so the command sets both: the variable for this
+    clone, the config (saved in the clone) for every later fetch and push.
+    """
     ca = settings.tls_dir / "ca.pem"
     return [
-        f"git -c http.sslCAInfo={ca} clone {settings.base_url}/{DEMO_GIT}.git",
+        f"GIT_SSL_CAINFO={ca} git clone -c http.sslCAInfo={ca} {settings.base_url}/{DEMO_GIT}.git",
         f"hg --config web.cacerts={ca} clone {settings.base_url}/{DEMO_HG}",
     ]

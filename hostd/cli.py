@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-
-from singlemalt import Scope
 
 from hostd.accounts import AccountError, Accounts, Level
 from hostd.bootstrap import initialize
@@ -23,6 +20,7 @@ from hostd.database import Database
 from hostd.names import RepoName, parse_repo_name
 from hostd.settings import Settings, SettingsError
 from hostd.storage import Storage, StorageError
+from singlemalt import Scope
 
 
 class CommandError(Exception):

@@ -19,12 +19,12 @@ from typing import Any
 from mercurial import ui as uimod
 from mercurial.hgweb import common as hgweb_common
 from mercurial.hgweb import hgweb
-from singlemalt import Action, Target
 from webob import exc
 
 from hostd.accounts import Repo
 from hostd.responses import text_error
 from hostd.storage import Storage
+from singlemalt import Action, Target
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,9 @@ the hg pool only hg ones, so a name that is a repository of the other kind is
 
 from __future__ import annotations
 
-from singlemalt import Action, Allowed, Decision, Denied, Identity, Target
-
 from hostd.accounts import Accounts, Level, Repo
 from hostd.names import parse_repo_path
+from singlemalt import Action, Allowed, Decision, Denied, Identity, Target
 
 
 class RepositoryPolicy:

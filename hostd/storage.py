@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from dulwich.objects import Blob, Commit, Tree
+from dulwich.refs import Ref
 from dulwich.repo import Repo as GitRepo
 
 from hostd.names import RepoName
@@ -65,7 +66,7 @@ def _create_git(path: Path, readme: str | None) -> None:
     try:
         # Receiving a pack must not leave the repository half-updated; dulwich
         # writes objects before refs, and refs atomically, which is enough.
-        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+        repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(b"refs/heads/main"))
         if readme is None:
             return
         blob = Blob.from_string(readme.encode())
@@ -79,7 +80,7 @@ def _create_git(path: Path, readme: str | None) -> None:
         commit.message = b"Initial commit\n"
         for obj in (blob, tree, commit):
             repo.object_store.add_object(obj)
-        repo.refs[b"refs/heads/main"] = commit.id
+        repo.refs[Ref(b"refs/heads/main")] = commit.id
     finally:
         repo.close()
 

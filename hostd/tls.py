@@ -74,7 +74,7 @@ def ensure_certificates(tls_dir: Path, hosts: tuple[str, ...] = DEFAULT_HOSTS) -
         return files
     tls_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(tls_dir, 0o700)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     start = now - datetime.timedelta(minutes=5)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())

@@ -10,12 +10,12 @@ import html
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from singlemalt import Action, Allowed, Decision, Identity, Malformed, Target
 from webob import Request, Response, exc
 
 from hostd.accounts import Accounts
 from hostd.policy import RepositoryPolicy
 from hostd.responses import text_error
+from singlemalt import Action, Allowed, Decision, Identity, Malformed, Target
 
 
 def classify_web(environ: dict[str, Any]) -> Target | Malformed:

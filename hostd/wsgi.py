@@ -12,17 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from singlemalt import (
-    LoginThrottle,
-    ProxyTrust,
-    SafeMemcache,
-    SingleMalt,
-    VerificationCache,
-    Verifier,
-    classify_git,
-    classify_hg,
-)
-
 from hostd import logsetup
 from hostd.accounts import Accounts
 from hostd.database import Database
@@ -33,6 +22,16 @@ from hostd.policy import RepositoryPolicy
 from hostd.settings import Settings
 from hostd.storage import Storage
 from hostd.webapp import WebApp, WebPolicy, classify_web
+from singlemalt import (
+    LoginThrottle,
+    ProxyTrust,
+    SafeMemcache,
+    SingleMalt,
+    VerificationCache,
+    Verifier,
+    classify_git,
+    classify_hg,
+)
 
 REALM = "hostd"
 
@@ -52,7 +51,8 @@ class Services:
 def build_services(settings: Settings) -> Services:
     """Wire the account database, memcached and the verifier together."""
     accounts = Accounts(Database(settings.database))
-    memcache = SafeMemcache([settings.memcached_server])
+    host, port = settings.memcached_server
+    memcache = SafeMemcache(f"{host}:{port}")
     secret = settings.secret_file.read_bytes()
     verifier = Verifier(accounts, cache=VerificationCache(memcache, secret))
     return Services(

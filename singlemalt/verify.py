@@ -11,7 +11,9 @@ send) and Bearer tokens::
 Password checks are deliberately slow (argon2), so the verifier keeps them
 to one per login: a verification cache skips them for repeated requests,
 and an unknown user costs one slow check too, so response times do not
-reveal which usernames exist.  ``slow_verifications`` counts them.
+reveal which usernames exist.  ``slow_verifications`` counts them, and each
+one is logged at INFO (``slow password verification user='alice'``), so the
+count can be observed from outside a worker process too.
 
 The records, the store contract and the password hasher live in
 :mod:`singlemalt.store` and :mod:`singlemalt.passwords`; they are
@@ -96,7 +98,7 @@ class Verifier:
     def _verify_password(self, username: str, password: str) -> Identity | None:
         user = self._store.user(username)
         if user is None or user.password_hash is None:
-            self._slow_verify(password, self._reference_hash)
+            self._slow_verify(username, password, self._reference_hash)
             return None
         identity = Identity(user.username, PASSWORD, Scope.WRITE)
         version = user.credential_version
@@ -104,10 +106,10 @@ class Verifier:
             return identity
         if not self._hasher.usable(user.password_hash):
             log.warning("user %r has a password hash of an unsupported scheme", username)
-            self._slow_verify(password, self._reference_hash)
+            self._slow_verify(username, password, self._reference_hash)
             return None
         self._reference_hash = user.password_hash
-        if not self._slow_verify(password, user.password_hash):
+        if not self._slow_verify(username, password, user.password_hash):
             return None
         if self._cache is not None:
             self._cache.add(username, version, password)
@@ -144,7 +146,10 @@ class Verifier:
             return "owner no longer exists"
         return None
 
-    def _slow_verify(self, password: str, password_hash: str) -> bool:
+    def _slow_verify(self, username: str, password: str, password_hash: str) -> bool:
         with self._lock:
             self._slow_verifications += 1
+        # Never the password: the username is all an operator needs to see
+        # which logins miss the verification cache.
+        log.info("slow password verification user=%r", username)
         return self._hasher.verify(password, password_hash)

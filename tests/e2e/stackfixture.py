@@ -103,7 +103,7 @@ class Stack:
 
 def start_stack(root: Path, **overrides: str) -> Stack:
     """Start a stack under ``root`` on free ports; the caller must stop it."""
-    env = {f"HOSTD_{name}_PORT": str(port) for name, port in zip(PORT_NAMES, free_ports(len(PORT_NAMES)))}
+    env = {f"HOSTD_{name}_PORT": str(port) for name, port in zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True)}
     env.update(HOSTD_DATA=str(root / "var"), HOSTD_WORKERS="2", HOSTD_THREADS="4", **overrides)
     settings = Settings.from_env(env)
     stack.start(settings)

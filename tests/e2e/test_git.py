@@ -65,7 +65,7 @@ def test_push_larger_than_one_mebibyte(
     head = _commit(stack, work, "blob.bin", os.urandom(3 * 1024 * 1024))
     result = git("-c", f"http.version={version}", "push", "--porcelain", url, "HEAD:refs/heads/main",
                  cwd=work, timeout=120, extra_env={"GIT_TRACE_CURL_NO_DATA": "1"})
-    assert f"refs/heads/main" in result.stdout
+    assert "refs/heads/main" in result.stdout
     listed = git("ls-remote", url, "refs/heads/main", timeout=60).stdout.split()
     assert listed[0] == head
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from singlemalt import parse_token
 
+from singlemalt import parse_token
 from tests.e2e.stackfixture import Stack
 
 PASSWORD = "matrix password 1"

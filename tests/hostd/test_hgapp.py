@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import webtest
-from singlemalt import Action, Target
 
 from hostd.hgapp import HgApp
+from singlemalt import Action, Target
 from tests.hostd.conftest import Site
 
 

@@ -87,6 +87,22 @@ def test_unsupported_hash(verifier: Verifier, caplog: pytest.LogCaptureFixture) 
     assert "plaintext-pw" not in caplog.text
 
 
+def test_each_slow_verification_is_logged_without_the_password(
+    store: DummyStore, hasher: PasswordHasher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Workers are separate processes: the log line is how a benchmark counts them."""
+    caplog.set_level(logging.INFO, logger="singlemalt.verify")
+    verifier = Verifier(store, cache=VerificationCache(None, b"x" * 32), hasher=hasher)
+    for _ in range(3):
+        assert verifier.verify(BasicCredentials("alice", "alice-pw")) is not None
+    assert verifier.verify(BasicCredentials("nobody", "nobody-pw")) is None
+    lines = [r.getMessage() for r in caplog.records if r.name == "singlemalt.verify"]
+    assert lines == ["slow password verification user='alice'",
+                     "slow password verification user='nobody'"]
+    assert verifier.slow_verifications == 2
+    assert "alice-pw" not in caplog.text and "nobody-pw" not in caplog.text
+
+
 def test_unknown_users_cost_what_known_users_cost(store: DummyStore) -> None:
     hasher = RecordingHasher()
     verifier = Verifier(store, hasher=hasher)

@@ -1,0 +1,74 @@
+"""The stack as an operator and a first-time user meet it."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from email.message import Message
+from pathlib import Path
+
+from hostd import stack as stackmod
+from hostd.bootstrap import clone_commands
+from tests.e2e.stackfixture import Stack
+
+
+def test_printed_clone_commands_work_as_printed(stack: Stack, tmp_path: Path) -> None:
+    """Run exactly what ``make run`` prints, in the ambient environment (which
+    may carry its own GIT_SSL_CAINFO or SSL_CERT_FILE pointing elsewhere)."""
+    env = dict(os.environ, HOME=str(tmp_path), GIT_TERMINAL_PROMPT="0", HGRCPATH="")
+    env["PATH"] = f"{Path(stack.clients.env['PATH'].split(':')[0])}:{env.get('PATH', '/usr/bin:/bin')}"
+    for command in clone_commands(stack.settings):
+        result = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
+    assert (tmp_path / "hello" / "README.md").exists()
+    assert (tmp_path / "hello-hg" / "README.md").exists()
+    # The saved config lets later fetches verify the server too.
+    subprocess.run(["git", "fetch"], cwd=tmp_path / "hello", check=True, capture_output=True,
+                   env={k: v for k, v in env.items() if k != "GIT_SSL_CAINFO"}, timeout=60)
+
+
+def _https(stack: Stack, path: str) -> tuple[int, Message, bytes]:
+    context = ssl.create_default_context(cafile=str(stack.settings.tls_dir / "ca.pem"))
+    request = urllib.request.Request(stack.url(path))
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        return response.status, response.headers, response.read()
+
+
+def test_web_pool_lists_public_repositories(stack: Stack) -> None:
+    status, headers, body = _https(stack, "/")
+    assert status == 200
+    assert b"demo/hello" in body and b"demo/hello-hg" in body
+    assert "max-age" in headers.get("Strict-Transport-Security", "")
+
+
+def test_plain_http_redirects_to_https(stack: Stack) -> None:
+    settings = stack.settings
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        opener.open(f"http://{settings.bind}:{settings.ports.http}/demo/hello", timeout=10)
+    except urllib.error.HTTPError as error:
+        assert error.code == 301
+        assert error.headers["Location"] == f"https://{settings.bind}:{settings.ports.https}/demo/hello"
+    else:
+        raise AssertionError("plain HTTP was served")
+
+
+def test_health_is_answered_without_credentials(stack: Stack) -> None:
+    assert _https(stack, "/healthz")[0] == 200
+    assert stackmod.health_problem(stack.settings) is None
+
+
+def test_reload_keeps_serving(stack: Stack, tmp_path: Path) -> None:
+    stackmod.reload_haproxy(stack.settings)
+    assert (stack.settings.run_dir / "haproxy.state").read_text().startswith("1")
+    stack.clients.git("clone", "-q", stack.url("demo/hello.git"), str(tmp_path / "c"))
+    stackmod.wait_healthy(stack.settings, timeout=30)
