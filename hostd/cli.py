@@ -18,6 +18,7 @@ from hostd.accounts import AccountError, Accounts, Level
 from hostd.bootstrap import initialize
 from hostd.database import Database
 from hostd.names import RepoName, parse_repo_name
+from hostd.pushlog import PushLog
 from hostd.settings import Settings, SettingsError
 from hostd.storage import Storage, StorageError
 from singlemalt import Scope
@@ -155,6 +156,15 @@ def cmd_token_revoke(args: argparse.Namespace) -> None:
     print(f"token {args.token_id} revoked")
 
 
+def cmd_log(args: argparse.Namespace) -> None:
+    settings, accounts, _ = _context(args)
+    if accounts.repo(args.repo) is None:
+        raise CommandError(f"no such repository: {args.repo}")
+    for entry in PushLog(Database(settings.database)).entries(args.repo, args.limit):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.at))
+        print(f"{when}Z\t{entry.username}\t{entry.ref}\t{entry.old[:12]} -> {entry.new[:12]}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
@@ -201,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires-days", type=int, default=None)
     add(token, "list", cmd_token_list, "list a user's tokens").add_argument("user")
     add(token, "revoke", cmd_token_revoke, "revoke a token").add_argument("token_id")
+    p = add(top, "log", cmd_log, "show the push log of a repository, newest first")
+    p.add_argument("repo", type=_repo_arg)
+    p.add_argument("--limit", type=int, default=100)
     return parser
 
 

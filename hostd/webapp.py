@@ -2,20 +2,27 @@
 
 It stands for the main web app of the hosting service. It is behind the same
 singlemalt as the VCS pools but is never on the path of a clone or push.
+Pages: ``/`` (public repositories, and the signed-in user's own),
+``/login`` (asks the browser for credentials), ``/OWNER/NAME`` (clone URL,
+refs and recent commits). Private repositories are 404 to everyone without
+read access, exactly like repositories that do not exist.
 """
 
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from singlemalt import Action, Allowed, Decision, Denied, Identity, Malformed, Target
 from webob import Request, Response, exc
 
-from hostd.accounts import Accounts
+from hostd.accounts import Accounts, Repo
+from hostd.browse import Summary, git_summary, hg_summary
 from hostd.policy import RepositoryPolicy
 from hostd.responses import text_error
-from singlemalt import Action, Allowed, Decision, Identity, Malformed, Target
+from hostd.storage import Storage
 
 
 def classify_web(environ: dict[str, Any]) -> Target | Malformed:
@@ -25,10 +32,12 @@ def classify_web(environ: dict[str, Any]) -> Target | Malformed:
     other than GET and HEAD change something, so they are writes.
     """
     method = environ.get("REQUEST_METHOD", "GET")
-    segments = [s for s in environ.get("PATH_INFO", "").split("/") if s]
+    path = environ.get("PATH_INFO", "")
+    segments = [s for s in path.split("/") if s]
     repository = "/".join(segments[:2]) if len(segments) >= 2 else ""
     action = Action.READ if method in ("GET", "HEAD") else Action.WRITE
-    return Target(repository, action, f"web:{method}")
+    operation = "web:login" if path == "/login" else f"web:{method}"
+    return Target(repository, action, operation)
 
 
 class WebPolicy:
@@ -38,42 +47,86 @@ class WebPolicy:
         self.repositories = repositories
 
     def __call__(self, identity: Identity | None, target: Target) -> Decision:
+        if target.operation == "web:login":
+            return Allowed("signed in") if identity else Denied("sign in to continue")
         if target.repository == "" and target.action is Action.READ:
             return Allowed("site page")
         return self.repositories(identity, target)
 
 
-class WebApp:
-    """The public repository list and a page per repository."""
+def _page(title: str, body: str) -> Response:
+    document = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title></head><body>{body}</body></html>"
+    )
+    return Response(body=document, content_type="text/html", charset="utf-8")
 
-    def __init__(self, accounts: Accounts, base_url: str) -> None:
+
+class WebApp:
+    """The repository list and a page per repository."""
+
+    def __init__(self, accounts: Accounts, storage: Storage, policy: RepositoryPolicy, base_url: str) -> None:
         self.accounts = accounts
+        self.storage = storage
+        self.policy = policy
         self.base_url = base_url
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
         try:
-            response = self._page(request)
+            response = self._route(request)
         except exc.HTTPException as error:
             response = error
         return response(environ, start_response)  # type: ignore[no-any-return]
 
-    def _page(self, request: Request) -> Response:
-        if request.path_info in ("", "/"):
-            return self._index()
-        raise text_error(exc.HTTPNotFound, "No such page.")
+    def _route(self, request: Request) -> Response:
+        path = request.path_info
+        user = request.environ.get("REMOTE_USER")
+        if path in ("", "/"):
+            return self._index(user)
+        if path == "/login":
+            raise exc.HTTPSeeOther(location="/")
+        repo = self.policy.resolve(path.strip("/"))
+        if repo is None:
+            raise text_error(exc.HTTPNotFound, "No such page.")
+        return self._repository(repo)
 
-    def _index(self) -> Response:
-        rows = []
-        for repo in self.accounts.repos(public_only=True):
-            suffix = ".git" if repo.vcs == "git" else ""
-            url = f"{self.base_url}/{repo.owner}/{repo.name}{suffix}"
-            rows.append(
-                f"<li><strong>{html.escape(str(repo.ref))}</strong> ({repo.vcs})"
-                f" <code>{html.escape(url)}</code></li>"
+    def clone_url(self, repo: Repo) -> str:
+        suffix = ".git" if repo.vcs == "git" else ""
+        return f"{self.base_url}/{repo.owner}/{repo.name}{suffix}"
+
+    def _index(self, user: str | None) -> Response:
+        def listing(repos: list[Repo]) -> str:
+            items = "".join(
+                f'<li><a href="/{html.escape(str(r.ref))}">{html.escape(str(r.ref))}</a> ({r.vcs})'
+                f" <code>{html.escape(self.clone_url(r))}</code></li>"
+                for r in repos
             )
-        body = (
-            "<!doctype html><html><head><meta charset=utf-8><title>Repositories</title></head>"
-            "<body><h1>Public repositories</h1><ul>" + "".join(rows) + "</ul></body></html>"
+            return f"<ul>{items}</ul>" if items else "<p>None yet.</p>"
+
+        body = "<h1>Public repositories</h1>" + listing(self.accounts.repos(public_only=True))
+        if user:
+            own = [r for r in self.accounts.repos() if r.owner == user]
+            body = f"<p>Signed in as {html.escape(user)}.</p><h1>Your repositories</h1>{listing(own)}" + body
+        else:
+            body = '<p><a href="/login">Sign in</a></p>' + body
+        return _page("Repositories", body)
+
+    def _repository(self, repo: Repo) -> Response:
+        path = self.storage.path(repo.ref, repo.vcs)
+        summary: Summary = git_summary(path) if repo.vcs == "git" else hg_summary(path)
+        clone = f"git clone {self.clone_url(repo)}" if repo.vcs == "git" else f"hg clone {self.clone_url(repo)}"
+        parts = [f"<h1>{html.escape(str(repo.ref))}</h1>",
+                 f"<p>{repo.vcs}, {'public' if repo.public else 'private'}</p>",
+                 f"<pre>{html.escape(clone)}</pre>"]
+        for kind, names in summary.refs.items():
+            items = "".join(f"<li>{html.escape(n)}</li>" for n in names) or "<li>none</li>"
+            parts.append(f"<h2>{kind.capitalize()}</h2><ul>{items}</ul>")
+        rows = "".join(
+            f"<tr><td><code>{c.node[:12]}</code></td><td>{html.escape(c.summary)}</td>"
+            f"<td>{html.escape(c.author)}</td>"
+            f"<td>{time.strftime('%Y-%m-%d %H:%M', time.gmtime(c.when))}</td></tr>"
+            for c in summary.commits
         )
-        return Response(body=body, content_type="text/html", charset="utf-8")
+        parts.append("<h2>Recent commits</h2>" + (f"<table>{rows}</table>" if rows else "<p>No commits yet.</p>"))
+        return _page(str(repo.ref), "".join(parts))

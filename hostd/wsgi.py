@@ -102,6 +102,6 @@ def hg_app(settings: Settings | None = None) -> Any:
 def web_app(settings: Settings | None = None) -> Any:
     """The web pool: repository pages behind singlemalt."""
     services = _services(settings)
-    policy = WebPolicy(RepositoryPolicy(services.accounts, vcs=None))
-    app = WebApp(services.accounts, services.settings.base_url)
-    return _guard(services, app, classify_web, policy)
+    repositories = RepositoryPolicy(services.accounts, vcs=None)
+    app = WebApp(services.accounts, services.storage, repositories, services.settings.base_url)
+    return _guard(services, app, classify_web, WebPolicy(repositories))
