@@ -14,9 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from hostd import cli_flags
 from hostd.accounts import AccountError, Accounts, Level
 from hostd.bootstrap import initialize
 from hostd.database import Database
+from hostd.maintain import Report, maintain_git, maintain_hg
 from hostd.names import RepoName, parse_repo_name
 from hostd.pushlog import PushLog
 from hostd.settings import Settings, SettingsError
@@ -165,6 +167,27 @@ def cmd_log(args: argparse.Namespace) -> None:
         print(f"{when}Z\t{entry.username}\t{entry.ref}\t{entry.old[:12]} -> {entry.new[:12]}")
 
 
+def cmd_maintain(args: argparse.Namespace) -> None:
+    _, accounts, storage = _context(args)
+    if args.repo is not None:
+        repo = accounts.repo(args.repo)
+        if repo is None:
+            raise CommandError(f"no such repository: {args.repo}")
+        repos = [repo]
+    else:
+        repos = accounts.repos()
+    failed = False
+    for repo in repos:
+        report = Report(str(repo.ref))
+        path = storage.path(repo.ref, repo.vcs)
+        (maintain_git if repo.vcs == "git" else maintain_hg)(path, report)
+        for action in report.actions:
+            print(f"{repo.ref}: {action}")
+            failed = failed or "FAILED" in action
+    if failed:
+        raise CommandError("maintenance failed for some repositories (see above)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
@@ -211,9 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires-days", type=int, default=None)
     add(token, "list", cmd_token_list, "list a user's tokens").add_argument("user")
     add(token, "revoke", cmd_token_revoke, "revoke a token").add_argument("token_id")
+    p = add(top, "maintain", cmd_maintain, "pack repositories and remove what killed workers left behind")
+    p.add_argument("repo", type=_repo_arg, nargs="?")
     p = add(top, "log", cmd_log, "show the push log of a repository, newest first")
     p.add_argument("repo", type=_repo_arg)
     p.add_argument("--limit", type=int, default=100)
+    cli_flags.register(top, add)
     return parser
 
 
