@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hostd.bootstrap import clone_commands, initialize
@@ -123,14 +123,20 @@ def health_problem(settings: Settings) -> str | None:
     return None
 
 
-def wait_healthy(settings: Settings, timeout: float = 60.0) -> None:
-    """Block until :func:`health_problem` is None; StackError after ``timeout``."""
+def wait_healthy(
+    settings: Settings, timeout: float = 60.0, alive: Callable[[], bool] | None = None
+) -> None:
+    """Block until :func:`health_problem` is None; StackError after ``timeout``
+    or as soon as ``alive`` (default: supervisord's pid file) says it died."""
+    if alive is None:
+        def alive() -> bool:
+            return supervisord_pid(settings) is not None
     deadline = time.monotonic() + timeout
     problem = health_problem(settings)
     while problem is not None:
         if time.monotonic() > deadline:
             raise StackError(f"stack not healthy after {timeout:.0f}s: {problem}")
-        if supervisord_pid(settings) is None:
+        if not alive():
             raise StackError(f"supervisord exited; see {settings.log_dir}: {problem}")
         time.sleep(0.2)
         problem = health_problem(settings)
@@ -239,7 +245,7 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     try:
-        wait_healthy(settings)
+        wait_healthy(settings, alive=lambda: process.poll() is None)
         _announce(settings)
     except StackError as error:
         print(f"hostd: {error}", file=sys.stderr)
