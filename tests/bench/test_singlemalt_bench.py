@@ -1,0 +1,38 @@
+"""Smoke test: part A of the singlemalt benchmark runs, with tiny counts.
+
+Nothing here asserts a timing; the benchmark reports those.  What is checked
+are the counters the issue's targets are about.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.singlemalt_bench import WARM_CASE, part_a
+from bench.singlemalt_inprocess import Limits, Result, run
+from singlemalt import PasswordHasher
+
+
+@pytest.fixture(scope="module")
+def results() -> list[Result]:
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    return run(Limits(requests=20, seconds=1.0, slow_requests=2, hung_requests=1), hasher=cheap)
+
+
+def test_every_case_runs(results: list[Result]) -> None:
+    assert results[0].case == "bare app (baseline)"
+    assert all(result.stats.count >= 1 for result in results)
+    assert len({result.case for result in results}) == len(results)
+
+
+def test_warm_cache_needs_no_slow_verification(results: list[Result]) -> None:
+    by_case = {result.case: result for result in results}
+    assert by_case[WARM_CASE].slow_per_request == 0
+    assert by_case["Basic auth, in-process layer off (memcached hit)"].slow_per_request == 0
+    assert by_case["memcached killed, cold in-process layer (local_ttl=0)"].slow_per_request == 1
+
+
+def test_report_renders(results: list[Result]) -> None:
+    text = part_a(results)
+    assert "| case | requests | median µs |" in text
+    assert WARM_CASE in text
