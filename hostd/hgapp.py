@@ -5,6 +5,10 @@ request. hgweb still checks permissions itself as a second line of defence:
 ``allow-push`` is ``*`` only together with :func:`require_singlemalt_write`, a
 permission hook that refuses any push singlemalt did not authorize as a
 write, and ``push_ssl`` stays on (the scheme comes from the trusted proxy).
+
+With a push log, every accepted push is recorded by the transaction hooks of
+:mod:`hostd.hgpushlog`; each request carries its own recorder (repository,
+pushing user) in its environ, never on the shared hgweb instance.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from mercurial.hgweb import common as hgweb_common
 from mercurial.hgweb import hgweb
 from webob import exc
 
+from hostd import hgpushlog
 from hostd.accounts import Repo
 from hostd.responses import text_error
 from hostd.storage import Storage
@@ -71,11 +76,15 @@ def base_ui() -> Any:
 class HgApp:
     """Serve the Mercurial wire protocol for repositories a resolver finds."""
 
-    def __init__(self, resolve: Callable[[str], Repo | None], storage: Storage) -> None:
+    def __init__(self, resolve: Callable[[str], Repo | None], storage: Storage, *,
+                 pushlog: hgpushlog.PushLogWriter | None = None) -> None:
         install_permission_hook()
         self.resolve = resolve
         self.storage = storage
+        self.pushlog = pushlog
         self._ui = base_ui()
+        if pushlog is not None:
+            hgpushlog.install_hooks(self._ui)
         self._apps: dict[tuple[Path, int, int], Any] = {}
         self._lock = threading.Lock()
 
@@ -109,4 +118,9 @@ class HgApp:
         inner = dict(environ)
         inner["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + "/" + path
         inner["PATH_INFO"] = ""
+        if self.pushlog is not None:
+            # REMOTE_USER is set by singlemalt, which authorizes a write only
+            # for an authenticated user; the fallback marks a misconfiguration.
+            user = environ.get("REMOTE_USER") or hgpushlog.UNKNOWN_USER
+            inner[hgpushlog.ENVIRON_KEY] = hgpushlog.PushRecorder(self.pushlog, repo.ref, user)
         return app(inner, start_response)  # type: ignore[no-any-return]
