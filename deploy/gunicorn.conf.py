@@ -26,6 +26,10 @@ limit_request_line = 16384
 forwarded_allow_ips = ""
 secure_scheme_headers: dict[str, str] = {}
 
+# gunicorn 25+ opens a control socket under $HOME by default; the three pools
+# would share one path. Operations go through HAProxy and the supervisor.
+control_socket_disable = True
+
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"

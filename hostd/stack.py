@@ -212,7 +212,16 @@ def _ensure_server_state_file(settings: Settings) -> None:
 def reload_haproxy(settings: Settings) -> None:
     """Hitless HAProxy reload: save the servers' runtime state (drained,
     disabled, added), then SIGUSR2 the master, which starts new workers with
-    the new config and lets the old ones finish their connections."""
+    the new config and lets the old ones finish their connections.
+
+    The state file restores drained and disabled servers of haproxy.cfg;
+    servers added at run time are not in it, so :mod:`hostd.pooladmin` adds
+    them back to the new worker. Returns once the new worker answers.
+    """
+    # Imported here: pooladmin talks to HAProxy through haproxy_command above.
+    from hostd import pooladmin
+
+    before = pooladmin.snapshot(settings)
     state = haproxy_command(settings, "show servers state")
     if state.startswith("1"):
         tmp = _server_state_file(settings).with_suffix(".tmp")
@@ -223,6 +232,7 @@ def reload_haproxy(settings: Settings) -> None:
         [env["HOSTD_VENV_BIN"] + "/supervisorctl", "-c", str(SUPERVISORD_CONF), "signal", "USR2", "haproxy"],
         env=env, check=True,
     )
+    pooladmin.restore(settings, before)
 
 
 def _announce(settings: Settings) -> None:
