@@ -4,20 +4,35 @@ singlemalt has already decided who may do what before a request gets here;
 this app maps the URL to a repository on disk and lets dulwich speak the
 protocol. Only the smart protocol is served: the dumb-protocol paths and
 ``git-upload-archive`` are refused with a message, never passed through.
+
+Two dulwich handlers are replaced to behave like git's own when a push races
+another request for the same ref: ``_ReceivePack`` (a push that loses is told
+so) and ``_UploadPack`` (a fetch that asks for a tip that just moved is served).
 """
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import logging
+import os
 import re
-from collections.abc import Callable, Iterable
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dulwich.errors import NotGitRepository
+from dulwich.file import FileLocked
+from dulwich.object_store import BaseObjectStore, MissingObjectFinder
+from dulwich.objects import Commit, ObjectID, Tag, valid_hexsha
+from dulwich.protocol import CAPABILITY_ATOMIC, Protocol, pkt_line
+from dulwich.refs import Ref, RefsContainer, SymrefLoop, check_ref_format
 from dulwich.repo import Repo as DulwichRepo
-from dulwich.server import Backend, BackendRepo
+from dulwich.server import Backend, BackendRepo, ReceivePackHandler, UploadPackHandler
 from dulwich.web import HTTPGitApplication, LimitedInputFilter
 from webob import exc
 
@@ -39,6 +54,44 @@ _DUMB = re.compile(
 )
 _SERVICES = frozenset({"git-upload-pack", "git-receive-pack"})
 
+# git's own receive-pack words for a ref it could not move (the client prints
+# them as "! [remote rejected] main -> main (failed to update ref)").
+_FAILED = b"failed to update ref"
+_ATOMIC_FAILED = b"atomic transaction failed"
+# Ref updates take milliseconds; a push waits this long for another's to finish.
+_REF_LOCK_SECONDS = 10.0
+# How many commits back from the tips a fetch looks for a want that is no
+# longer a tip (see _UploadPack), and how many want lines it reads ahead to
+# find them (dulwich checks any further ones alone, against the tips only).
+_REACH_COMMITS = 10_000
+_PEEK_WANTS = 10_000
+
+
+class _Repository(DulwichRepo):
+    """A repository whose upload-pack may also grant wants that are not tips.
+
+    ``reachable_wants`` is set per request (a backend opens a new instance for
+    each) by ``_UploadPack``, after it has checked them.
+    """
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.reachable_wants: frozenset[ObjectID] = frozenset()
+
+    def find_missing_objects(
+        self,
+        determine_wants: Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> MissingObjectFinder | None:
+        def with_reachable(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+            # Only the validation of want lines sees these names: in a
+            # stateless request dulwich advertises nothing from ``refs``.
+            extra = {Ref(b"refs/hostd/reachable/" + sha): sha for sha in self.reachable_wants}
+            return determine_wants({**refs, **extra}, depth)
+
+        return super().find_missing_objects(with_reachable, *args, **kwargs)
+
 
 class _OneRepository(Backend):
     """A dulwich backend that serves the single repository already resolved."""
@@ -48,7 +101,7 @@ class _OneRepository(Backend):
 
     def open_repository(self, path: str) -> BackendRepo:
         try:
-            return DulwichRepo(str(self.path))  # type: ignore[return-value]
+            return _Repository(str(self.path))
         except NotGitRepository:
             raise
         except OSError as error:
@@ -104,8 +157,11 @@ class GitApp:
         backend = _OneRepository(self.storage.path(repo.ref, "git"))
         inner = dict(environ, PATH_INFO=endpoint)
         _prepare_body(inner)
-        app = LimitedInputFilter(HTTPGitApplication(backend), self.max_request_bytes)
-        return app(inner, start_response)  # type: ignore[arg-type]
+        git = HTTPGitApplication(
+            backend, handlers={b"git-upload-pack": _UploadPack, b"git-receive-pack": _ReceivePack}
+        )
+        app = LimitedInputFilter(git, self.max_request_bytes)
+        return app(inner, start_response)
 
 
 def _prepare_body(environ: WSGIEnviron) -> None:
@@ -121,3 +177,178 @@ def _prepare_body(environ: WSGIEnviron) -> None:
         environ["wsgi.input"] = gzip.GzipFile(fileobj=environ["wsgi.input"], mode="rb")
         environ.pop("HTTP_CONTENT_ENCODING")
         environ.pop("CONTENT_LENGTH", None)
+
+
+# (ref name or b"unpack", b"ok" or the reason it failed), as dulwich reports them
+_Statuses = Generator[tuple[bytes, bytes], None, None]
+
+
+class _RefLockTimeout(Exception):
+    """Another push held the repository's ref lock for too long."""
+
+
+class _ReceivePack(ReceivePackHandler):
+    """dulwich's receive-pack, with ref updates that cannot be lost in a race.
+
+    dulwich 1.2 answers ``ok`` for a ref whose compare-and-swap failed (the
+    branch moved after the client read it), so the loser of a race was told
+    its push had landed while its commit was dropped; two updates of one ref
+    at once made the second fail its ``.lock`` and end the response with a
+    500; and ``--atomic`` moved refs one at a time. Here the new pack is
+    received as before, then every old value is checked and the refs moved
+    under one per-repository lock, and failures get git's own wording.
+    """
+
+    def _apply_pack(self, refs: list[tuple[ObjectID, ObjectID, Ref]]) -> _Statuses:
+        updates = cast(_Statuses, super()._apply_pack(refs))
+        unpack = next(updates)  # receives the pack; dulwich moves no ref before this
+        yield unpack
+        if unpack[1] != b"ok":
+            yield from updates
+            return
+        git_dir = Path(self.repo.controldir())  # type: ignore[attr-defined]
+        try:
+            with _ref_lock(git_dir):
+                yield from self._update_refs(refs, updates)
+        except _RefLockTimeout:
+            updates.close()
+            log.warning("%s: ref lock still held after %ss; push refused", git_dir, _REF_LOCK_SECONDS)
+            for _, _, name in refs:
+                yield name, _FAILED
+
+    def _update_refs(self, refs: list[tuple[ObjectID, ObjectID, Ref]], updates: _Statuses) -> _Statuses:
+        """Let dulwich move the refs whose old value still holds; report the rest."""
+        zero = ObjectID(b"0" * self.repo.object_format.hex_length)
+        stale = {name for old, _, name in refs if _current(self.repo.refs, name, zero) not in (None, old)}
+        if stale:
+            log.info("push lost a race for %s", b", ".join(sorted(stale)).decode(errors="replace"))
+        if stale and self.has_capability(CAPABILITY_ATOMIC):
+            updates.close()  # before dulwich has moved any ref
+            for _, _, name in refs:
+                yield name, _ATOMIC_FAILED
+            return
+        reported = 0
+        try:
+            for updated, status in updates:
+                reported += 1
+                yield updated, _FAILED if updated in stale and status == b"ok" else status
+        except FileLocked as error:
+            # Someone outside hostd (or a crashed writer's leftover) holds a ref lock.
+            log.warning("ref is locked: %s", error.lockfilename)
+            for _, _, unreported in refs[reported:]:
+                yield unreported, _FAILED
+
+
+def _current(refs: RefsContainer, name: Ref, zero: ObjectID) -> ObjectID | None:
+    """What ``name`` points at now (``zero`` if absent), as the client's old
+    value must be; None for names dulwich refuses to write on its own."""
+    if not name.startswith(b"refs/") or not check_ref_format(name):
+        return None
+    try:
+        _, sha = refs.follow(name)
+    except SymrefLoop:
+        return None
+    return sha or zero
+
+
+@contextmanager
+def _ref_lock(git_dir: Path) -> Iterator[None]:
+    """Hold the repository's ref-update lock, shared by threads and workers.
+
+    It is an ``flock`` on the ``refs`` directory itself: no file to leave
+    behind, and the kernel releases it if a worker dies holding it.
+    """
+    fd = os.open(git_dir / "refs", os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + _REF_LOCK_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise _RefLockTimeout() from None
+                time.sleep(0.005)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+
+class _UploadPack(UploadPackHandler):
+    """dulwich's upload-pack, serving a want that was a tip a moment ago.
+
+    Over HTTP a fetch reads the refs in one request and asks for them in the
+    next; a push in between moves the tip, and dulwich refused the old one
+    with an HTTP 500. git's upload-pack, in this stateless mode, serves any
+    want reachable from a current ref (``check_non_tip``) and answers
+    ``ERR upload-pack: not our ref`` for the others; so does this one.
+    """
+
+    def handle(self) -> None:
+        if self.stateless_rpc and not self.advertise_refs:
+            wants = self._peek_wants()
+            tips = set(self.repo.get_refs().values())
+            others = {sha for sha in wants if sha not in tips}
+            unreachable = others - _reachable(self.repo.object_store, tips, others)
+            if unreachable:
+                self.proto.write_pkt_line(b"ERR upload-pack: not our ref " + min(unreachable))
+                return
+            if others:
+                log.info("serving %d want(s) that moved on since the ref advertisement", len(others))
+            # All of them: a tip could still move before dulwich reads the refs.
+            cast(_Repository, self.repo).reachable_wants = frozenset(wants)
+        super().handle()
+
+    def _peek_wants(self) -> list[ObjectID]:
+        """Read the request's want lines, then put them back for dulwich."""
+        peeked: list[bytes | None] = []
+        wants: list[ObjectID] = []
+        for _ in range(_PEEK_WANTS):
+            line = self.proto.read_pkt_line()
+            peeked.append(line)
+            if line is None or not line.startswith(b"want "):
+                break
+            sha = line[5:45]
+            if valid_hexsha(sha):
+                wants.append(ObjectID(sha))
+        replay = _Replay(b"".join(pkt_line(line) for line in peeked), self.proto.read)
+        self.proto = Protocol(replay.read, self.proto.write, report_activity=self.proto.report_activity)
+        return wants
+
+
+class _Replay:
+    """A ``read`` that returns ``prefix`` first and then continues from ``rest``."""
+
+    def __init__(self, prefix: bytes, rest: Callable[[int], bytes]) -> None:
+        self._prefix = BytesIO(prefix)
+        self._rest = rest
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._prefix.read(size)
+        if size < 0 or len(data) < size:
+            data += self._rest(size if size < 0 else size - len(data))
+        return data
+
+
+def _reachable(store: BaseObjectStore, tips: Iterable[ObjectID], wanted: set[ObjectID]) -> set[ObjectID]:
+    """Which of ``wanted`` are within ``_REACH_COMMITS`` commits (or tags) of ``tips``."""
+    found: set[ObjectID] = set()
+    if not wanted:
+        return found
+    queue, seen = deque(tips), set(tips)
+    for _ in range(_REACH_COMMITS):
+        if not queue or found == wanted:
+            break
+        sha = queue.popleft()
+        if sha in wanted:
+            found.add(sha)
+        try:
+            obj = store[sha]
+        except KeyError:
+            continue
+        following = obj.parents if isinstance(obj, Commit) else [obj.object[1]] if isinstance(obj, Tag) else []
+        for next_sha in following:
+            if next_sha not in seen:
+                seen.add(next_sha)
+                queue.append(next_sha)
+    return found
