@@ -37,6 +37,7 @@ from dulwich.web import HTTPGitApplication, LimitedInputFilter
 from webob import exc
 
 from hostd.accounts import Repo
+from hostd.pushlog import PushLog
 from hostd.responses import text_error
 from hostd.storage import Storage
 
@@ -93,11 +94,19 @@ class _Repository(DulwichRepo):
         return super().find_missing_objects(with_reachable, *args, **kwargs)
 
 
-class _OneRepository(Backend):
-    """A dulwich backend that serves the single repository already resolved."""
+PushRecorder = Callable[[list[tuple[str, str, str]]], None]
 
-    def __init__(self, path: Path) -> None:
+
+class _OneRepository(Backend):
+    """A dulwich backend that serves the single repository already resolved.
+
+    One is made per request, so it also carries that request's push recorder
+    (the repository and pusher are already bound into it).
+    """
+
+    def __init__(self, path: Path, on_push: PushRecorder | None = None) -> None:
         self.path = path
+        self.on_push = on_push
 
     def open_repository(self, path: str) -> BackendRepo:
         try:
@@ -117,10 +126,12 @@ class GitApp:
         storage: Storage,
         *,
         max_request_bytes: int,
+        pushlog: PushLog | None = None,
     ) -> None:
         self.resolve = resolve
         self.storage = storage
         self.max_request_bytes = max_request_bytes
+        self.pushlog = pushlog
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -154,7 +165,7 @@ class GitApp:
         repo = self.resolve(match["repo"])
         if repo is None:
             raise text_error(exc.HTTPNotFound, "Repository not found.")
-        backend = _OneRepository(self.storage.path(repo.ref, "git"))
+        backend = _OneRepository(self.storage.path(repo.ref, "git"), self._recorder(repo, environ))
         inner = dict(environ, PATH_INFO=endpoint)
         _prepare_body(inner)
         git = HTTPGitApplication(
@@ -162,6 +173,23 @@ class GitApp:
         )
         app = LimitedInputFilter(git, self.max_request_bytes)
         return app(inner, start_response)
+
+
+    def _recorder(self, repo: Repo, environ: WSGIEnviron) -> PushRecorder | None:
+        pushlog = self.pushlog
+        if pushlog is None:
+            return None
+        user = environ.get("REMOTE_USER", "")
+
+        def record(updates: list[tuple[str, str, str]]) -> None:
+            try:
+                pushlog.record(repo.ref, user, updates)
+            except Exception:
+                # The refs have moved and the client is being told so; losing
+                # the log line must not turn a landed push into an error.
+                log.exception("push log: could not record %s for %s: %s", repo.ref, user, updates)
+
+        return record
 
 
 def _prepare_body(environ: WSGIEnviron) -> None:
@@ -228,15 +256,24 @@ class _ReceivePack(ReceivePackHandler):
                 yield name, _ATOMIC_FAILED
             return
         reported = 0
+        landed: list[tuple[str, str, str]] = []
+        olds: dict[bytes, tuple[bytes, bytes]] = {name: (old, new) for old, new, name in refs}
         try:
             for updated, status in updates:
                 reported += 1
-                yield updated, _FAILED if updated in stale and status == b"ok" else status
+                status = _FAILED if updated in stale and status == b"ok" else status
+                if status == b"ok" and updated in olds:
+                    old, new = olds[updated]
+                    landed.append((updated.decode(errors="replace"), old.decode(), new.decode()))
+                yield updated, status
         except FileLocked as error:
             # Someone outside hostd (or a crashed writer's leftover) holds a ref lock.
             log.warning("ref is locked: %s", error.lockfilename)
             for _, _, unreported in refs[reported:]:
                 yield unreported, _FAILED
+        on_push = cast(_OneRepository, self.backend).on_push
+        if landed and on_push is not None:
+            on_push(landed)
 
 
 def _current(refs: RefsContainer, name: Ref, zero: ObjectID) -> ObjectID | None:

@@ -17,6 +17,7 @@ from dulwich.repo import Repo as DulwichRepo
 from hostd import gitapp
 from hostd.gitapp import GitApp
 from hostd.names import RepoName
+from hostd.pushlog import PushLog
 from tests.hostd.conftest import Site
 
 ZERO = b"0" * 40
@@ -232,3 +233,33 @@ def test_fetch_of_what_no_ref_reaches_is_refused_in_gits_words(site: Site, dangl
     response = _upload_pack(_app(site), stray.id)
     assert response.status_int == 200
     assert response.body == _pkt(b"ERR upload-pack: not our ref " + stray.id)
+
+
+
+def test_landed_pushes_are_recorded_in_the_push_log(site: Site) -> None:
+    """Only refs that actually moved are logged, with the pusher's name."""
+    ref = site.repo("alice", "demo", "git")
+    pushlog = PushLog(site.accounts.db)
+    app = webtest.TestApp(
+        GitApp(site.policy("git").resolve, site.storage, max_request_bytes=1 << 20, pushlog=pushlog),
+        extra_environ={"REMOTE_USER": "alice"},
+    )
+    head, child, pack = _child_pack(_disk(site, ref))
+    report = _receive_pack(app, [(BOGUS, child, MAIN), (ZERO, child, OTHER)], pack)
+    assert _pkt(b"ok refs/heads/other\n") in report
+    [entry] = pushlog.entries(ref)  # main lost its race: not logged
+    assert (entry.username, entry.ref, entry.old, entry.new) == ("alice", "refs/heads/other", ZERO.decode(),
+                                                                 child.decode())
+
+
+def test_a_failing_push_log_does_not_fail_the_push(site: Site) -> None:
+    class BrokenLog:
+        def record(self, *args: object) -> None:
+            raise OSError("disk full")
+
+    ref = site.repo("alice", "demo", "git")
+    app = webtest.TestApp(GitApp(site.policy("git").resolve, site.storage, max_request_bytes=1 << 20,
+                                 pushlog=BrokenLog()))  # type: ignore[arg-type]
+    head, child, pack = _child_pack(_disk(site, ref))
+    assert _pkt(b"ok refs/heads/main\n") in _receive_pack(app, [(head, child, MAIN)], pack)
+    assert _disk(site, ref).refs[MAIN] == child
