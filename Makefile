@@ -44,6 +44,7 @@ reload: install
 	$(PY) -m hostd.stack reload
 
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m pytest -q --cov=singlemalt --cov-report=term-missing:skip-covered --cov-fail-under=100 tests
 
 check-routes: install

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from singlemalt import Action, Allowed, Decision, Denied, Identity, Malformed, Target
 from webob import Request, Response, exc
 
 from hostd.accounts import Accounts, Repo
@@ -23,6 +22,7 @@ from hostd.browse import Summary, git_summary, hg_summary
 from hostd.policy import RepositoryPolicy
 from hostd.responses import text_error
 from hostd.storage import Storage
+from singlemalt import Action, Allowed, Decision, Denied, Identity, Malformed, Target
 
 
 def classify_web(environ: dict[str, Any]) -> Target | Malformed:

@@ -3,7 +3,9 @@
 gunicorn calls ``hostd.wsgi:git_app()`` (and ``hg_app()``, ``web_app()``);
 this is the only module that turns configuration into objects. Each pool is
 ``HealthRoutes(SingleMalt(<app>))``: health checks answer without
-authentication, everything else is decided by singlemalt first.
+authentication, everything else is decided by singlemalt first. In the git
+and hg pools ``<app>`` is ``ReadOnlyGate(<app>)``, which refuses pushes while
+the ``read_only`` flag is on.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from typing import Any
 from hostd import logsetup
 from hostd.accounts import Accounts
 from hostd.database import Database
+from hostd.flags import Flags, FlagStore, key_prefix
 from hostd.gitapp import GitApp
 from hostd.health import HealthRoutes, storage_problem
 from hostd.hgapp import HgApp
 from hostd.policy import RepositoryPolicy
+from hostd.pushlog import PushLog
+from hostd.readonly import ReadOnlyGate
 from hostd.settings import Settings
 from hostd.storage import Storage
 from hostd.webapp import WebApp, WebPolicy, classify_web
@@ -46,11 +51,13 @@ class Services:
     verifier: Verifier
     throttle: LoginThrottle
     proxy: ProxyTrust
+    flags: Flags
 
 
 def build_services(settings: Settings) -> Services:
-    """Wire the account database, memcached and the verifier together."""
-    accounts = Accounts(Database(settings.database))
+    """Wire the account database, memcached, the verifier and the flags together."""
+    db = Database(settings.database)
+    accounts = Accounts(db)
     host, port = settings.memcached_server
     memcache = SafeMemcache(f"{host}:{port}")
     secret = settings.secret_file.read_bytes()
@@ -62,6 +69,7 @@ def build_services(settings: Settings) -> Services:
         verifier=verifier,
         throttle=LoginThrottle(memcache),
         proxy=ProxyTrust(settings.trusted_proxies),
+        flags=Flags(FlagStore(db), memcache, prefix=key_prefix(secret)),
     )
 
 
@@ -85,18 +93,20 @@ def _services(settings: Settings | None) -> Services:
 
 
 def git_app(settings: Settings | None = None) -> Any:
-    """The git pool: dulwich smart HTTP behind singlemalt."""
+    """The git pool: dulwich smart HTTP behind singlemalt (and read-only mode)."""
     services = _services(settings)
     policy = RepositoryPolicy(services.accounts, vcs="git")
     app = GitApp(policy.resolve, services.storage, max_request_bytes=services.settings.max_push_bytes)
-    return _guard(services, app, classify_git, policy)
+    return _guard(services, ReadOnlyGate(app, flags=services.flags), classify_git, policy)
 
 
 def hg_app(settings: Settings | None = None) -> Any:
-    """The hg pool: hgweb behind singlemalt."""
+    """The hg pool: hgweb behind singlemalt (and read-only mode)."""
     services = _services(settings)
     policy = RepositoryPolicy(services.accounts, vcs="hg")
-    return _guard(services, HgApp(policy.resolve, services.storage), classify_hg, policy)
+    pushlog = PushLog(Database(services.settings.database))
+    hg = HgApp(policy.resolve, services.storage, pushlog=pushlog)
+    return _guard(services, ReadOnlyGate(hg, flags=services.flags), classify_hg, policy)
 
 
 def web_app(settings: Settings | None = None) -> Any:

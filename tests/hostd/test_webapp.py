@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import webtest
-from singlemalt import Action, Allowed, Denied, Identity, Scope, Target
 
 from hostd.webapp import WebApp, WebPolicy, classify_web
+from singlemalt import Action, Allowed, Denied, Identity, Scope, Target
 from tests.hostd.conftest import Site
 
 
