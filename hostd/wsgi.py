@@ -96,7 +96,9 @@ def git_app(settings: Settings | None = None) -> Any:
     """The git pool: dulwich smart HTTP behind singlemalt (and read-only mode)."""
     services = _services(settings)
     policy = RepositoryPolicy(services.accounts, vcs="git")
-    app = GitApp(policy.resolve, services.storage, max_request_bytes=services.settings.max_push_bytes)
+    pushlog = PushLog(Database(services.settings.database))
+    app = GitApp(policy.resolve, services.storage, max_request_bytes=services.settings.max_push_bytes,
+                 pushlog=pushlog)
     return _guard(services, ReadOnlyGate(app, flags=services.flags), classify_git, policy)
 
 
