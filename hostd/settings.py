@@ -44,7 +44,7 @@ class Settings:
     workers: int = 2
     threads: int = 4
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
-    max_push_bytes: int = 2 * 1024**3
+    max_push_bytes: int = 1024**3
     public_host: str = "127.0.0.1"
 
     @property
@@ -111,7 +111,7 @@ class Settings:
             workers=_positive(env, "HOSTD_WORKERS", 2),
             threads=_positive(env, "HOSTD_THREADS", 4),
             trusted_proxies=tuple(p.strip() for p in proxies),
-            max_push_bytes=_positive(env, "HOSTD_MAX_PUSH_BYTES", 2 * 1024**3),
+            max_push_bytes=_positive(env, "HOSTD_MAX_PUSH_BYTES", 1024**3),
             public_host=env.get("HOSTD_PUBLIC_HOST", bind),
         )
 

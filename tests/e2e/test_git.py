@@ -124,3 +124,24 @@ def test_reader_may_clone_but_not_push(stack: Stack, people: dict[str, str], tmp
     assert result.returncode != 0
     assert "403" in result.stderr
     assert "read-only access" in result.stderr
+
+
+def test_parallel_large_pushes_over_http2_all_complete(stack: Stack, people: dict[str, str], tmp_path: Path) -> None:
+    """Concurrent >1 MiB pushes over h2, the load under which libcurl 7.88
+    stalled at the end of a body when HAProxy's h2 window was small (about one
+    push in ten at 64 KiB): every push must finish, and land."""
+    import concurrent.futures
+
+    def push(index: int) -> tuple[str, str]:
+        repo = _new_repo(stack)
+        url = stack.url(f"{repo}.git", "alice", PASSWORD)
+        work = tmp_path / f"w{index}"
+        stack.clients.git("init", "-q", str(work))
+        head = _commit(stack, work, "blob.bin", os.urandom(3 * 1024 * 1024))
+        stack.clients.git("-c", "http.version=HTTP/2", "push", "-q", url, "HEAD:refs/heads/main", cwd=work,
+                          timeout=60)
+        return head, stack.clients.git("ls-remote", url, "refs/heads/main", timeout=60).stdout.split()[0]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(push, range(16)))
+    assert all(head == landed for head, landed in results)
