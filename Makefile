@@ -9,7 +9,8 @@ OS_PKGS    := haproxy memcached git
 STAMP      := $(VENV)/.installed
 export HOSTD_DATA ?= $(CURDIR)/var
 
-.PHONY: install os-deps run up down test check-routes bench lint clean reload
+.PHONY: install os-deps run up down test check-routes bench lint clean reload chaos soak
+MINUTES    ?= 5
 
 install: os-deps $(STAMP)
 
@@ -45,7 +46,13 @@ reload: install
 
 test: install
 	$(VENV)/bin/lint-imports --no-cache
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m pytest -q --cov=singlemalt --cov-report=term-missing:skip-covered --cov-fail-under=100 tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_SOAK_SECONDS=10 $(PY) -m pytest -q --cov=singlemalt --cov-report=term-missing:skip-covered --cov-fail-under=100 tests
+
+chaos: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m pytest -q -s tests/chaos/test_faults.py
+
+soak: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_SOAK_SECONDS=$$(( $(MINUTES) * 60 )) $(PY) -m pytest -q -s tests/chaos/test_soak.py
 
 check-routes: install
 	PATH="$$PATH:/usr/sbin" $(PY) -m pytest -q tests/haproxy/test_routes.py
@@ -54,8 +61,8 @@ bench: install
 	$(PY) -m bench
 
 lint: install
-	$(VENV)/bin/ruff check singlemalt hostd tests
-	$(VENV)/bin/mypy singlemalt hostd
+	$(VENV)/bin/ruff check singlemalt hostd tests bench
+	$(VENV)/bin/mypy singlemalt hostd bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage

@@ -35,14 +35,35 @@ errorlog = "-"
 loglevel = "info"
 access_log_format = '%(h)s rid=%({x-request-id}i)s "%(r)s" %(s)s %(B)s %(M)sms'
 
-# A worker must notice promptly when its master is gone (see hostd reap).
+# A worker whose master has died stops promptly, even in the middle of a long
+# request (see hostd reap). The kernel sends it SIGTERM at once (gunicorn's
+# graceful stop: no new connections, in-flight ones may finish), and a
+# watchdog thread ends it ORPHAN_GRACE seconds later whatever it is doing:
+# graceful_timeout (30 s) and the interpreter's wait for request threads
+# could otherwise keep an orphan streaming a clone for an hour, holding the
+# listening socket the restarted master needs. The restarted pool serves the
+# client's retry; `hostd maintain` removes what a cut-off push left behind.
+ORPHAN_GRACE = float(os.environ.get("HOSTD_ORPHAN_GRACE", "5"))
+
+
 def post_fork(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
     import ctypes
     import signal
+    import threading
+    import time
 
+    master = worker.ppid  # the arbiter that forked us, even if it is already gone
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         PR_SET_PDEATHSIG = 1
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass
+
+    def exit_when_orphaned() -> None:
+        while os.getppid() == master:
+            time.sleep(0.5)
+        time.sleep(ORPHAN_GRACE)
+        os._exit(1)
+
+    threading.Thread(target=exit_when_orphaned, name="orphan-watchdog", daemon=True).start()

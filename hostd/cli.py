@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from hostd import cli_flags, cli_pool
+from hostd import cli_flags, cli_pool, cli_reap
 from hostd.accounts import AccountError, Accounts, Level
 from hostd.bootstrap import initialize
 from hostd.database import Database
@@ -241,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     cli_flags.register(top, add)
     cli_pool.register(top, add)
+    cli_reap.register(top, add)
     return parser
 
 

@@ -123,4 +123,54 @@ class HgApp:
             # for an authenticated user; the fallback marks a misconfiguration.
             user = environ.get("REMOTE_USER") or hgpushlog.UNKNOWN_USER
             inner[hgpushlog.ENVIRON_KEY] = hgpushlog.PushRecorder(self.pushlog, repo.ref, user)
-        return app(inner, start_response)  # type: ignore[no-any-return]
+        return _refuse_malformed(app, inner, environ, start_response)
+
+
+class _Resumed:
+    """The rest of an iterable whose first chunk was already taken; closes it."""
+
+    def __init__(self, first: list[bytes], rest: Any, result: Any) -> None:
+        self._first, self._rest, self._result = first, rest, result
+
+    def __iter__(self) -> Any:
+        yield from self._first
+        yield from self._rest
+
+    def close(self) -> None:
+        if hasattr(self._result, "close"):
+            self._result.close()
+
+
+def _refuse_malformed(app: Any, inner: WSGIEnviron, environ: WSGIEnviron,
+                      start_response: StartResponse) -> Iterable[bytes]:
+    """Run hgweb; a request it cannot parse is a 400, not a 500.
+
+    hgweb reads a command's arguments (and a page's query) while producing its
+    first chunk, before it calls ``start_response``; a missing or garbled one
+    (``cmd=known`` without ``nodes``, ``cmd=filelog`` without ``node``)
+    raises KeyError, ValueError or UnicodeError there. Only the first chunk is
+    taken here; the rest streams through untouched.
+    """
+    started = False
+
+    def tracking(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        nonlocal started
+        started = True
+        return start_response(status, headers, exc_info)
+
+    result = app(inner, tracking)
+    rest = iter(result)
+    try:
+        first = [next(rest)]
+    except StopIteration:
+        first = []
+    except (KeyError, ValueError, UnicodeError, IndexError) as error:
+        if hasattr(result, "close"):
+            result.close()
+        if started:
+            raise
+        log.info("refused malformed hg request %s?%s: %s: %s", inner.get("SCRIPT_NAME"),
+                 environ.get("QUERY_STRING", "")[:200], type(error).__name__, error)
+        refusal = text_error(exc.HTTPBadRequest, "malformed Mercurial request: missing or invalid argument")
+        return refusal(environ, start_response)  # type: ignore[no-any-return]
+    return _Resumed(first, rest, result)

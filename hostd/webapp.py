@@ -80,7 +80,10 @@ class WebApp:
         return response(environ, start_response)  # type: ignore[no-any-return]
 
     def _route(self, request: Request) -> Response:
-        path = request.path_info
+        try:
+            path = request.path_info
+        except UnicodeDecodeError:  # e.g. GET /%80: a path that is not UTF-8 names no page
+            raise text_error(exc.HTTPNotFound, "No such page.") from None
         user = request.environ.get("REMOTE_USER")
         if path in ("", "/"):
             return self._index(user)
