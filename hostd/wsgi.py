@@ -92,6 +92,17 @@ def _services(settings: Settings | None) -> Services:
     return build_services(settings or Settings.from_env())
 
 
+def _read_only(services: Services, app: Any) -> ReadOnlyGate:
+    """Refuse pushes while the read_only flag is on.
+
+    The refusal reads the whole push first (up to the push size limit): hg
+    sends its entire bundle before it reads a response, so a reply that
+    closes the connection early reaches it as a TLS EOF instead of the
+    message saying why.
+    """
+    return ReadOnlyGate(app, flags=services.flags, drain_limit=services.settings.max_push_bytes)
+
+
 def git_app(settings: Settings | None = None) -> Any:
     """The git pool: dulwich smart HTTP behind singlemalt (and read-only mode)."""
     services = _services(settings)
@@ -99,7 +110,7 @@ def git_app(settings: Settings | None = None) -> Any:
     pushlog = PushLog(Database(services.settings.database))
     app = GitApp(policy.resolve, services.storage, max_request_bytes=services.settings.max_push_bytes,
                  pushlog=pushlog)
-    return _guard(services, ReadOnlyGate(app, flags=services.flags), classify_git, policy)
+    return _guard(services, _read_only(services, app), classify_git, policy)
 
 
 def hg_app(settings: Settings | None = None) -> Any:
@@ -108,7 +119,7 @@ def hg_app(settings: Settings | None = None) -> Any:
     policy = RepositoryPolicy(services.accounts, vcs="hg")
     pushlog = PushLog(Database(services.settings.database))
     hg = HgApp(policy.resolve, services.storage, pushlog=pushlog)
-    return _guard(services, ReadOnlyGate(hg, flags=services.flags), classify_hg, policy)
+    return _guard(services, _read_only(services, hg), classify_hg, policy)
 
 
 def web_app(settings: Settings | None = None) -> Any:
