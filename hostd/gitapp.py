@@ -8,6 +8,20 @@ protocol. Only the smart protocol is served: the dumb-protocol paths and
 Two dulwich handlers are replaced to behave like git's own when a push races
 another request for the same ref: ``_ReceivePack`` (a push that loses is told
 so) and ``_UploadPack`` (a fetch that asks for a tip that just moved is served).
+
+Request bodies are limited to ``max_request_bytes`` (``HOSTD_MAX_PUSH_BYTES``),
+measured here because only the worker sees a chunked body's length (git sends
+every push over ``http.postBuffer``, 1 MiB, chunked, and HTTP/2 bodies have no
+length at all). A push over the limit is not stored (not at all if its
+``Content-Length`` says so), and the client is told why in receive-pack's own
+report (``unpack <reason>``), which git prints as ``error: remote unpack
+failed: <reason>``. git shows a 413 only as "RPC failed; HTTP 413", followed
+by "Everything up-to-date", so pushes never get one; fetch requests over the
+limit do. Before the report the rest of the body is read and dropped, up to
+twice the limit in all: git reads the answer only once it has sent its whole
+pack, and meets a closed connection otherwise ("Send failure: Broken pipe").
+Nothing is read after a response has been sent. A failed push leaves no
+temporary pack behind.
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ import logging
 import os
 import re
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -33,7 +48,7 @@ from dulwich.protocol import CAPABILITY_ATOMIC, Protocol, pkt_line
 from dulwich.refs import Ref, RefsContainer, SymrefLoop, check_ref_format
 from dulwich.repo import Repo as DulwichRepo
 from dulwich.server import Backend, BackendRepo, ReceivePackHandler, UploadPackHandler
-from dulwich.web import HTTPGitApplication, LimitedInputFilter
+from dulwich.web import HTTPGitApplication
 from webob import exc
 
 from hostd.accounts import Repo
@@ -66,6 +81,12 @@ _REF_LOCK_SECONDS = 10.0
 # find them (dulwich checks any further ones alone, against the tips only).
 _REACH_COMMITS = 10_000
 _PEEK_WANTS = 10_000
+# git's receive-pack word for every ref of a push whose pack was not stored.
+_UNPACKER_ERROR = b"unpacker error"
+# A push over the limit is read (and dropped) up to this many times the limit,
+# so the client gets to its report; past that the connection is closed.
+_DRAIN_FACTOR = 2
+_DRAIN_CHUNK = 1 << 16
 
 
 class _Repository(DulwichRepo):
@@ -101,20 +122,31 @@ class _OneRepository(Backend):
     """A dulwich backend that serves the single repository already resolved.
 
     One is made per request, so it also carries that request's push recorder
-    (the repository and pusher are already bound into it).
+    (the repository and pusher are already bound into it) and its body, and
+    closes what it opened when the response is done: dulwich never closes
+    a repository, whose packs then stay mapped (and their files open) until
+    the garbage collector finds them, a pack's size of memory per request.
     """
 
-    def __init__(self, path: Path, on_push: PushRecorder | None = None) -> None:
+    def __init__(self, path: Path, on_push: PushRecorder | None = None, body: _BoundedBody | None = None) -> None:
         self.path = path
         self.on_push = on_push
+        self.body = body
+        self._opened: list[_Repository] = []
 
     def open_repository(self, path: str) -> BackendRepo:
         try:
-            return _Repository(str(self.path))
+            repo = _Repository(str(self.path))
         except NotGitRepository:
             raise
         except OSError as error:
             raise NotGitRepository(str(error)) from error
+        self._opened.append(repo)
+        return repo
+
+    def close(self) -> None:
+        while self._opened:
+            self._opened.pop().close()
 
 
 class GitApp:
@@ -165,15 +197,22 @@ class GitApp:
         repo = self.resolve(match["repo"])
         if repo is None:
             raise text_error(exc.HTTPNotFound, "Repository not found.")
-        backend = _OneRepository(self.storage.path(repo.ref, "git"), self._recorder(repo, environ))
+        push = endpoint == "/git-receive-pack"
+        limit = self.max_request_bytes
+        too_large = f"{'push' if push else 'request'} is larger than the server's limit of {_mib(limit)}"
+        announced = _content_length(environ) if method == "POST" else 0
+        if announced > limit and not push:
+            raise text_error(exc.HTTPRequestEntityTooLarge, too_large + ".")
         inner = dict(environ, PATH_INFO=endpoint)
         _prepare_body(inner)
+        body = _BoundedBody(inner["wsgi.input"], limit, too_large, refuse_pack=announced > limit)
+        inner["wsgi.input"] = body
+        backend = _OneRepository(self.storage.path(repo.ref, "git"), self._recorder(repo, environ), body)
         git = HTTPGitApplication(
             backend, handlers={b"git-upload-pack": _UploadPack, b"git-receive-pack": _ReceivePack}
         )
-        app = LimitedInputFilter(git, self.max_request_bytes)
-        return app(inner, start_response)
-
+        response = _DeferredStart(start_response)
+        return _served(git(inner, response.start_response), environ, response, body, backend.close)
 
     def _recorder(self, repo: Repo, environ: WSGIEnviron) -> PushRecorder | None:
         pushlog = self.pushlog
@@ -207,6 +246,133 @@ def _prepare_body(environ: WSGIEnviron) -> None:
         environ.pop("CONTENT_LENGTH", None)
 
 
+def _content_length(environ: WSGIEnviron) -> int:
+    """The request's announced body length; 0 if none (chunked, HTTP/2) or garbage."""
+    try:
+        return max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.4g} MiB"
+
+
+class _RequestTooLarge(OSError):
+    """The request body grew past the limit while it was being read.
+
+    An ``OSError`` so that dulwich's receive-pack reports it as the pack's
+    unpack status, the one place a git client shows a server's reason once
+    the response has started.
+    """
+
+
+class _BoundedBody:
+    """``wsgi.input`` that raises :class:`_RequestTooLarge` past ``limit`` bytes.
+
+    Per request. ``refuse_pack`` says the announced length is already over
+    the limit, so receive-pack need not store any of the pack. ``drain``
+    reads the rest of the body without keeping it, up to ``_DRAIN_FACTOR``
+    times the limit in all.
+    """
+
+    def __init__(self, raw: Any, limit: int, reason: str, *, refuse_pack: bool = False) -> None:
+        self._raw = raw
+        self.limit = limit
+        self.reason = reason
+        self.refuse_pack = refuse_pack
+        self.received = 0
+        self.exceeded = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self.exceeded:
+            raise _RequestTooLarge(self.reason)
+        want = self.limit - self.received + 1
+        data: bytes = self._raw.read(want if size is None or size < 0 else min(size, want))
+        self.received += len(data)
+        if self.received > self.limit:
+            self.exceeded = True
+            raise _RequestTooLarge(self.reason)
+        return data
+
+    def drain(self) -> bool:
+        """Discard the rest of the body; whether it ended within the bound."""
+        for _ in range(_DRAIN_FACTOR * self.limit // _DRAIN_CHUNK + 2):
+            if self.received > _DRAIN_FACTOR * self.limit:
+                break
+            try:
+                data = self._raw.read(_DRAIN_CHUNK)
+            except Exception:  # the client is gone: there is nobody left to tell
+                return False
+            if not data:
+                return True
+            self.received += len(data)
+        log.warning("request body still going after %s; the connection will be closed", _mib(self.received))
+        return False
+
+
+class _DeferredStart:
+    """A ``start_response`` that reaches the server only with the first byte.
+
+    dulwich starts its 200 before it reads the request; until it has written
+    something, an error found in the request can still have its own status.
+    """
+
+    def __init__(self, start_response: StartResponse) -> None:
+        self.server_start_response = start_response
+        self._pending: tuple[str, list[tuple[str, str]]] | None = None
+        self._write: Callable[[bytes], object] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._write is not None
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], object]:
+        if exc_info is not None and self._write is not None:
+            raise exc_info[1].with_traceback(exc_info[2])
+        self._pending = (status, list(headers))
+        return self.write
+
+    def commit(self) -> None:
+        """Send the status and headers dulwich chose, if not yet sent."""
+        if self._write is None and self._pending is not None:
+            self._write = self.server_start_response(*self._pending)
+
+    def write(self, data: bytes) -> object:
+        self.commit()
+        assert self._write is not None
+        return self._write(data)
+
+
+def _served(app_iter: Iterable[bytes], environ: WSGIEnviron, response: _DeferredStart, body: _BoundedBody,
+            close: Callable[[], None]) -> Iterator[bytes]:
+    """Pass dulwich's response through, then ``close`` the request's repositories.
+
+    If the body went over the limit before any of the response was sent, the
+    answer is a 413 with the reason instead.
+    """
+    try:
+        for chunk in app_iter:
+            response.commit()
+            yield chunk
+        response.commit()
+    except Exception:
+        # dulwich wraps the error it got from reading (a GitProtocolError for
+        # a pkt-line), so the body is asked, not the exception.
+        if not body.exceeded or response.started:
+            raise
+        log.info("refused a request body over the limit: %s", body.reason)
+        yield from text_error(exc.HTTPRequestEntityTooLarge, body.reason + ".")(environ, response.server_start_response)
+    finally:
+        try:
+            close_iter = getattr(app_iter, "close", None)
+            if close_iter is not None:
+                close_iter()
+        finally:
+            close()
+
+
 # (ref name or b"unpack", b"ok" or the reason it failed), as dulwich reports them
 _Statuses = Generator[tuple[bytes, bytes], None, None]
 
@@ -225,15 +391,27 @@ class _ReceivePack(ReceivePackHandler):
     500; and ``--atomic`` moved refs one at a time. Here the new pack is
     received as before, then every old value is checked and the refs moved
     under one per-repository lock, and failures get git's own wording.
+
+    A pack that is not stored (over the size limit, corrupt, cut off) is
+    reported like git's: ``unpack <reason>`` and ``unpacker error`` for every
+    ref, after the rest of the body has been read (see ``_BoundedBody``).
     """
 
     def _apply_pack(self, refs: list[tuple[ObjectID, ObjectID, Ref]]) -> _Statuses:
+        body = cast(_OneRepository, self.backend).body
+        if body is not None and body.refuse_pack:
+            yield from self._refuse(refs, body.reason.encode(), body)
+            return
+        store = self.repo.object_store
+        # Per request: this handler's repository object is its own.
+        store.add_thin_pack = _removing_temp_pack(store.add_thin_pack)  # type: ignore[attr-defined]
         updates = cast(_Statuses, super()._apply_pack(refs))
         unpack = next(updates)  # receives the pack; dulwich moves no ref before this
-        yield unpack
         if unpack[1] != b"ok":
-            yield from updates
+            updates.close()
+            yield from self._refuse(refs, unpack[1], body)
             return
+        yield unpack
         git_dir = Path(self.repo.controldir())  # type: ignore[attr-defined]
         try:
             with _ref_lock(git_dir):
@@ -243,6 +421,17 @@ class _ReceivePack(ReceivePackHandler):
             log.warning("%s: ref lock still held after %ss; push refused", git_dir, _REF_LOCK_SECONDS)
             for _, _, name in refs:
                 yield name, _FAILED
+
+    def _refuse(self, refs: list[tuple[ObjectID, ObjectID, Ref]], reason: bytes,
+                body: _BoundedBody | None) -> _Statuses:
+        """Report a pack that was not stored, as git's receive-pack does (dulwich
+        named no ref at all, which git prints as "remote failed to report status")."""
+        log.info("push not stored: %s", reason.decode(errors="replace"))
+        if body is not None:
+            body.drain()  # git reads the report only once it has sent everything
+        yield b"unpack", reason
+        for _, _, name in refs:
+            yield name, _UNPACKER_ERROR
 
     def _update_refs(self, refs: list[tuple[ObjectID, ObjectID, Ref]], updates: _Statuses) -> _Statuses:
         """Let dulwich move the refs whose old value still holds; report the rest."""
@@ -274,6 +463,37 @@ class _ReceivePack(ReceivePackHandler):
         on_push = cast(_OneRepository, self.backend).on_push
         if landed and on_push is not None:
             on_push(landed)
+
+
+def _removing_temp_pack(add_thin_pack: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``DiskObjectStore.add_thin_pack`` to delete its temporary pack when it fails.
+
+    dulwich leaves ``objects/tmp_pack_*`` behind when reading the pack fails
+    (a client gone, a corrupt pack, one over the size limit). Its name is a
+    local of that call, which the exception's traceback still holds.
+    """
+
+    def receive(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return add_thin_pack(*args, **kwargs)
+        except BaseException as error:
+            temp = _temp_pack(error)
+            if temp is not None:
+                temp.unlink(missing_ok=True)
+                log.info("removed %s of a push that failed: %s", temp.name, error)
+            raise
+
+    return receive
+
+
+def _temp_pack(error: BaseException) -> Path | None:
+    """The ``tmp_pack_*`` file ``add_thin_pack`` was writing when ``error`` interrupted it."""
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        if frame.f_code.co_name == "add_thin_pack":
+            path = frame.f_locals.get("path")
+            if isinstance(path, str) and os.path.basename(path).startswith("tmp_pack_"):
+                return Path(path)
+    return None
 
 
 def _current(refs: RefsContainer, name: Ref, zero: ObjectID) -> ObjectID | None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import fcntl
 import gzip
 import os
+from collections.abc import Sequence
 from io import BytesIO
 
 import pytest
 import webtest
-from dulwich.objects import Commit
+from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.pack import write_pack_objects
 from dulwich.refs import Ref
 from dulwich.repo import Repo as DulwichRepo
@@ -263,3 +264,178 @@ def test_a_failing_push_log_does_not_fail_the_push(site: Site) -> None:
     head, child, pack = _child_pack(_disk(site, ref))
     assert _pkt(b"ok refs/heads/main\n") in _receive_pack(app, [(head, child, MAIN)], pack)
     assert _disk(site, ref).refs[MAIN] == child
+
+
+# --- request size limit -----------------------------------------------------
+
+LIMIT = 1 << 20
+TOO_LARGE = b"push is larger than the server's limit of 1 MiB"
+
+
+def _big_pack(repo: DulwichRepo, size: int) -> tuple[bytes, bytes, bytes]:
+    """(head, a new commit, a pack of it with a random blob of ``size`` bytes)."""
+    blob = Blob.from_string(os.urandom(size))
+    tree = Tree()
+    tree.add(b"big.bin", 0o100644, blob.id)
+    child = _child(repo)
+    child.tree = tree.id
+    pack = BytesIO()
+    write_pack_objects(pack, [blob, tree, child], object_format=repo.object_format)
+    return repo.refs[MAIN], child.id, pack.getvalue()
+
+
+def _push_body(commands: Sequence[tuple[bytes, bytes, bytes]], pack: bytes, caps: bytes = b"report-status") -> bytes:
+    lines = [b"%s %s %s" % command for command in commands]
+    lines[0] += b"\0" + caps
+    return b"".join(_pkt(line + b"\n") for line in lines) + b"0000" + pack
+
+
+def _post_chunked(app: webtest.TestApp, path: str, body: BytesIO, content_type: str,
+                  **headers: str) -> webtest.TestResponse:
+    """POST the way gunicorn hands over a chunked (or HTTP/2) body: no CONTENT_LENGTH."""
+    request = webtest.TestRequest.blank(path, method="POST", content_type=content_type, headers=headers)
+    request.environ.pop("CONTENT_LENGTH", None)
+    request.environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+    request.environ["wsgi.input"] = body
+    return app.do_request(request, status="*")
+
+
+def _temp_packs(site: Site, ref: RepoName) -> list[str]:
+    objects = site.storage.path(ref, "git") / "objects"
+    return sorted(path.name for pattern in ("tmp_pack_*", "pack/tmp*") for path in objects.glob(pattern))
+
+
+@pytest.mark.parametrize("size", [LIMIT + LIMIT // 2, 3 * LIMIT], ids=["within-drain-bound", "beyond-it"])
+def test_push_announcing_a_length_over_the_limit_is_reported_without_storing_it(site: Site, size: int) -> None:
+    """git sends a Content-Length for pushes within its http.postBuffer; it prints
+    a 413 only as "HTTP 413" (and then "Everything up-to-date"), so the reason
+    goes into the report, and none of the pack is written to disk."""
+    ref = site.repo("alice", "demo", "git")
+    head, child, pack = _big_pack(_disk(site, ref), size)
+    objects = site.storage.path(ref, "git") / "objects"
+    before = sorted(objects.rglob("*"))
+    report = _receive_pack(_app(site), [(head, child, MAIN)], pack)
+    assert report == _pkt(b"unpack " + TOO_LARGE + b"\n") + _pkt(b"ng refs/heads/main unpacker error\n") + b"0000"
+    assert _disk(site, ref).refs[MAIN] == head
+    assert sorted(objects.rglob("*")) == before
+
+
+def test_chunked_push_over_the_limit_is_reported_in_the_unpack_status(site: Site) -> None:
+    """Past the limit the pack is no longer stored; the rest of the body is read
+    and dropped so that the client, still uploading, gets to read the report."""
+    ref = site.repo("alice", "demo", "git")
+    head, child, pack = _big_pack(_disk(site, ref), LIMIT + LIMIT // 2)
+    body = BytesIO(_push_body([(head, child, MAIN), (ZERO, child, OTHER)], pack))
+    response = _post_chunked(_app(site), "/alice/demo.git/git-receive-pack", body,
+                             "application/x-git-receive-pack-request")
+    assert response.status_int == 200
+    assert response.body == (
+        _pkt(b"unpack " + TOO_LARGE + b"\n")
+        + _pkt(b"ng refs/heads/main unpacker error\n")
+        + _pkt(b"ng refs/heads/other unpacker error\n")
+        + b"0000"
+    )
+    assert body.tell() == len(body.getvalue()), "the rest of the body was not drained"
+    refs = _disk(site, ref).refs
+    assert refs[MAIN] == head and OTHER not in refs
+    assert _temp_packs(site, ref) == []
+    assert ObjectID(child) not in _disk(site, ref).object_store
+
+
+def test_chunked_push_under_the_limit_lands(site: Site) -> None:
+    ref = site.repo("alice", "demo", "git")
+    head, child, pack = _big_pack(_disk(site, ref), LIMIT - LIMIT // 4)
+    response = _post_chunked(_app(site), "/alice/demo.git/git-receive-pack",
+                             BytesIO(_push_body([(head, child, MAIN)], pack)),
+                             "application/x-git-receive-pack-request")
+    assert response.body == _pkt(b"unpack ok\n") + _pkt(b"ok refs/heads/main\n") + b"0000"
+    assert _disk(site, ref).refs[MAIN] == child
+
+
+def test_push_far_over_the_limit_is_not_drained_forever(site: Site) -> None:
+    """The rest of the body is read and dropped up to twice the limit in all;
+    then the report goes out and the server closes the connection."""
+    ref = site.repo("alice", "demo", "git")
+    head, child, pack = _big_pack(_disk(site, ref), 4 * LIMIT)
+    body = BytesIO(_push_body([(head, child, MAIN)], pack))
+    response = _post_chunked(_app(site), "/alice/demo.git/git-receive-pack", body,
+                             "application/x-git-receive-pack-request")
+    assert response.status_int == 200 and _pkt(b"unpack " + TOO_LARGE + b"\n") in response.body
+    assert 2 * LIMIT < body.tell() <= 2 * LIMIT + (1 << 16)
+    assert _disk(site, ref).refs[MAIN] == head
+    assert _temp_packs(site, ref) == []
+
+
+def test_body_over_the_limit_before_any_pack_is_a_413(site: Site) -> None:
+    """Too large already in the ref commands: nothing has been answered yet, so
+    the answer can still be an HTTP error with the reason."""
+    ref = site.repo("alice", "demo", "git")
+    head = _disk(site, ref).refs[MAIN]
+    commands = [(head, BOGUS, b"refs/heads/b%05d" % i) for i in range(LIMIT // 50)]
+    response = _post_chunked(_app(site), "/alice/demo.git/git-receive-pack",
+                             BytesIO(_push_body(commands, b"")), "application/x-git-receive-pack-request")
+    assert response.status_int == 413
+    assert response.content_type == "text/plain"
+    assert response.body == TOO_LARGE + b".\n"
+
+
+def test_gzipped_fetch_request_is_limited_after_decompression(site: Site) -> None:
+    ref = site.repo("alice", "demo", "git")
+    want = _disk(site, ref).refs[MAIN]
+    lines = _pkt(b"want %s side-band-64k thin-pack ofs-delta\n" % want) + b"0000"
+    lines += _pkt(b"have %s\n" % BOGUS) * (LIMIT // 40)
+    response = _app(site).post(
+        "/alice/demo.git/git-upload-pack", gzip.compress(lines + _pkt(b"done\n")),
+        content_type="application/x-git-upload-pack-request", headers={"Content-Encoding": "gzip"}, status=413,
+    )
+    assert response.body == b"request is larger than the server's limit of 1 MiB.\n"
+
+
+def test_corrupt_pack_is_reported_and_leaves_no_temporary_file(site: Site) -> None:
+    """dulwich left objects/tmp_pack_* behind on every failed push."""
+    ref = site.repo("alice", "demo", "git")
+    head, child, pack = _big_pack(_disk(site, ref), 100_000)
+    corrupt = pack[:50_000] + bytes(b ^ 0xFF for b in pack[50_000:50_100]) + pack[50_100:]
+    report = _receive_pack(_app(site), [(head, child, MAIN)], corrupt)
+    assert report[4:].startswith(b"unpack ") and not report.startswith(_pkt(b"unpack ok\n"))
+    assert report.endswith(_pkt(b"ng refs/heads/main unpacker error\n") + b"0000")
+    assert _disk(site, ref).refs[MAIN] == head
+    assert _temp_packs(site, ref) == []
+
+
+def test_push_cut_off_midway_leaves_no_temporary_file(site: Site) -> None:
+    """The client went away mid-pack: the body just ends early."""
+    ref = site.repo("alice", "demo", "git")
+    head, child, pack = _big_pack(_disk(site, ref), 300_000)
+    body = BytesIO(_push_body([(head, child, MAIN)], pack[: len(pack) // 2]))
+    response = _post_chunked(_app(site), "/alice/demo.git/git-receive-pack", body,
+                             "application/x-git-receive-pack-request")
+    assert _pkt(b"ng refs/heads/main unpacker error\n") in response.body
+    assert _disk(site, ref).refs[MAIN] == head
+    assert _temp_packs(site, ref) == []
+
+
+def test_repositories_opened_for_a_request_are_closed(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dulwich never closes them: each request's packs stayed mapped until a garbage collection."""
+    ref = site.repo("alice", "demo", "git")
+    opened: list[gitapp._Repository] = []
+    closed: list[gitapp._Repository] = []
+    real_init, real_close = gitapp._Repository.__init__, gitapp._Repository.close
+
+    def init(self: gitapp._Repository, root: str) -> None:
+        real_init(self, root)
+        opened.append(self)
+
+    def close(self: gitapp._Repository) -> None:
+        closed.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(gitapp._Repository, "__init__", init)
+    monkeypatch.setattr(gitapp._Repository, "close", close)
+    app = _app(site)
+    app.get("/alice/demo.git/info/refs?service=git-upload-pack")
+    assert b"PACK" in _upload_pack(app, _disk(site, ref).refs[MAIN]).body
+    head, child, pack = _child_pack(_disk(site, ref))
+    _receive_pack(app, [(head, child, MAIN)], pack)
+    assert len(opened) >= 3
+    assert sorted(map(id, closed)) == sorted(map(id, opened))
