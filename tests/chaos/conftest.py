@@ -41,18 +41,6 @@ class Repos:
     hg_big_node: str
 
 
-def _seed_git(stack: Stack, name: str, work: Path, files: dict[str, bytes]) -> str:
-    stack.hostd("repo", "create", f"{OWNER}/{name}", "--vcs", "git")
-    git = stack.clients.git
-    git("init", "-q", str(work))
-    for filename, content in files.items():
-        (work / filename).write_bytes(content)
-    git("add", ".", cwd=work)
-    git("commit", "-q", "-m", f"seed {name}", cwd=work)
-    git("push", "-q", str(stack.settings.repo_root / OWNER / f"{name}.git"), "HEAD:refs/heads/main", cwd=work)
-    return git("rev-parse", "HEAD", cwd=work).stdout.strip()
-
-
 def _seed_hg(stack: Stack, name: str, work: Path, files: dict[str, bytes]) -> str:
     stack.hostd("repo", "create", f"{OWNER}/{name}", "--vcs", "hg")
     hg = stack.clients.hg
@@ -70,8 +58,8 @@ def repos(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Repos:
     stack.add_user(OWNER, PASSWORD)
     root = tmp_path_factory.mktemp("seed")
     big = {f"blob{i}.bin": os.urandom(BIG_BYTES // 4) for i in range(4)}
-    _seed_git(stack, "small", root / "git-small", {"README": b"small\n"})
-    git_head = _seed_git(stack, "big", root / "git-big", big)
+    stack.seed_git(f"{OWNER}/small", root / "git-small", {"README": b"small\n"})
+    git_head = stack.seed_git(f"{OWNER}/big", root / "git-big", big)
     _seed_hg(stack, "hsmall", root / "hg-small", {"README": b"small\n"})
     hg_node = _seed_hg(stack, "hbig", root / "hg-big", big)
 

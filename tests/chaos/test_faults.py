@@ -25,7 +25,7 @@ import pytest
 from hostd import pooladmin
 from hostd import stack as stackmod
 from hostd.settings import PROJECT_ROOT
-from tests.chaos.conftest import BIG_BYTES, OWNER, PASSWORD, Repos, _seed_git
+from tests.chaos.conftest import BIG_BYTES, OWNER, PASSWORD, Repos
 from tests.chaos.tools import (
     BothWays,
     LogMark,
@@ -136,7 +136,7 @@ class Huge:
 @pytest.fixture(scope="module")
 def huge(stack: Stack, repos: Repos, tmp_path_factory: pytest.TempPathFactory) -> Huge:
     files = {f"blob{i}.bin": os.urandom(4 << 20) for i in range(HUGE_BYTES >> 22)}
-    head = _seed_git(stack, "huge", tmp_path_factory.mktemp("huge") / "work", files)
+    head = stack.seed_git(f"{OWNER}/huge", tmp_path_factory.mktemp("huge") / "work", files)
     return Huge(stack.url(f"{OWNER}/huge.git", OWNER, PASSWORD), head)
 
 

@@ -97,6 +97,19 @@ class Stack:
             assert conn.recv(64).startswith(b"OK")
         stack.haproxy_command(self.settings, "clear table https")
 
+    def seed_git(self, repo: str, work: Path, files: dict[str, bytes]) -> str:
+        """Create git repository ``repo`` (OWNER/NAME) holding one commit of
+        ``files``, pushed straight into its directory; returns the commit."""
+        self.hostd("repo", "create", repo, "--vcs", "git")
+        git = self.clients.git
+        git("init", "-q", str(work))
+        for filename, content in files.items():
+            (work / filename).write_bytes(content)
+        git("add", ".", cwd=work)
+        git("commit", "-q", "-m", f"seed {repo}", cwd=work)
+        git("push", "-q", str(self.settings.repo_root / f"{repo}.git"), "HEAD:refs/heads/main", cwd=work)
+        return git("rev-parse", "HEAD", cwd=work).stdout.strip()
+
     def add_user(self, name: str, password: str) -> None:
         self.hostd("user", "add", name, stdin=password + "\n")
 

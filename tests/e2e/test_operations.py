@@ -220,27 +220,14 @@ class Repos:
     big_head: str
 
 
-def _seed(stack: Stack, name: str, work: Path, files: dict[str, bytes]) -> str:
-    """Create OWNER/name and push one commit with ``files`` straight into its directory."""
-    stack.hostd("repo", "create", f"{OWNER}/{name}", "--vcs", "git")
-    git = stack.clients.git
-    git("init", "-q", str(work))
-    for filename, content in files.items():
-        (work / filename).write_bytes(content)
-    git("add", ".", cwd=work)
-    git("commit", "-q", "-m", f"seed {name}", cwd=work)
-    git("push", "-q", str(stack.settings.repo_root / OWNER / f"{name}.git"), "HEAD:refs/heads/main", cwd=work)
-    return git("rev-parse", "HEAD", cwd=work).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def repos(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Repos:
     stack.forget_failed_logins()
     stack.add_user(OWNER, PASSWORD)
     root = tmp_path_factory.mktemp("seed")
-    _seed(stack, "small", root / "small", {"README": b"small\n"})
+    stack.seed_git(f"{OWNER}/small", root / "small", {"README": b"small\n"})
     big = {f"blob{i}.bin": os.urandom(BIG_BYTES // 4) for i in range(4)}
-    head = _seed(stack, "big", root / "big", big)
+    head = stack.seed_git(f"{OWNER}/big", root / "big", big)
     return Repos(stack.url(f"{OWNER}/small.git", OWNER, PASSWORD), stack.url(f"{OWNER}/big.git", OWNER, PASSWORD), head)
 
 
