@@ -40,9 +40,8 @@ from tests.chaos.tools import (
     sending,
     spawn,
     supervisorctl,
-    wait_until,
 )
-from tests.e2e.stackfixture import VENV_BIN, Stack
+from tests.e2e.stackfixture import VENV_BIN, Stack, wait_until
 from tests.e2e.test_operations import Worker
 from tests.ports import free_ports
 

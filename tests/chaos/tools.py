@@ -18,7 +18,6 @@ import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,16 +101,6 @@ def sending(pids: list[int], port: int) -> dict[int, int]:
         if state == "01" and int(local.split(":")[1], 16) == port:
             queued[inode] = int(queues.split(":")[0], 16)
     return {pid: sum(queued.get(inode, 0) for inode in _sockets(pid)) for pid in pids}
-
-
-def wait_until(what: str, condition: Callable[[], bool], timeout: float) -> float:
-    """Poll ``condition``; the seconds it took, AssertionError after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
-    return time.monotonic() - start
 
 
 # --- Logs ----------------------------------------------------------------------------

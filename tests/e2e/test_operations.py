@@ -29,7 +29,7 @@ import pytest
 from hostd import pooladmin
 from hostd import stack as stackmod
 from hostd.settings import PROJECT_ROOT
-from tests.e2e.stackfixture import VENV_BIN, Stack
+from tests.e2e.stackfixture import VENV_BIN, Stack, wait_until
 from tests.ports import free_ports
 
 OWNER = "opal"
@@ -173,16 +173,6 @@ def start_git_worker(stack: Stack, directory: Path, name: str) -> Worker:
             worker.stop()
             raise AssertionError(f"{name} did not come up:\n{log.read_text()}")
         time.sleep(0.1)
-
-
-def wait_until(what: str, condition: Callable[[], bool], timeout: float) -> float:
-    """Poll ``condition`` every 0.1 s; return the seconds it took, fail after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
-    return time.monotonic() - start
 
 
 def git_server(stack: Stack, name: str) -> pooladmin.Server:
