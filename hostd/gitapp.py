@@ -27,7 +27,6 @@ temporary pack behind.
 from __future__ import annotations
 
 import fcntl
-import gzip
 import logging
 import os
 import re
@@ -52,9 +51,11 @@ from dulwich.web import HTTPGitApplication
 from webob import exc
 
 from hostd.accounts import Repo
+from hostd.gitbody import BoundedBody, RequestTooLarge, content_length, mib, prepare_body
 from hostd.pushlog import PushLog
 from hostd.responses import text_error
 from hostd.storage import Storage
+from hostd.uploadpack import UploadPack
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,6 @@ _REACH_COMMITS = 10_000
 _PEEK_WANTS = 10_000
 # git's receive-pack word for every ref of a push whose pack was not stored.
 _UNPACKER_ERROR = b"unpacker error"
-# A push over the limit is read (and dropped) up to this many times the limit,
-# so the client gets to its report; past that the connection is closed.
-_DRAIN_FACTOR = 2
-_DRAIN_CHUNK = 1 << 16
 
 
 class _Repository(DulwichRepo):
@@ -128,7 +125,7 @@ class _OneRepository(Backend):
     the garbage collector finds them, a pack's size of memory per request.
     """
 
-    def __init__(self, path: Path, on_push: PushRecorder | None = None, body: _BoundedBody | None = None) -> None:
+    def __init__(self, path: Path, on_push: PushRecorder | None = None, body: BoundedBody | None = None) -> None:
         self.path = path
         self.on_push = on_push
         self.body = body
@@ -159,11 +156,13 @@ class GitApp:
         *,
         max_request_bytes: int,
         pushlog: PushLog | None = None,
+        upload_pack: UploadPack | None = None,
     ) -> None:
         self.resolve = resolve
         self.storage = storage
         self.max_request_bytes = max_request_bytes
         self.pushlog = pushlog
+        self.upload_pack = upload_pack
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -199,20 +198,34 @@ class GitApp:
             raise text_error(exc.HTTPNotFound, "Repository not found.")
         push = endpoint == "/git-receive-pack"
         limit = self.max_request_bytes
-        too_large = f"{'push' if push else 'request'} is larger than the server's limit of {_mib(limit)}"
-        announced = _content_length(environ) if method == "POST" else 0
+        too_large = f"{'push' if push else 'request'} is larger than the server's limit of {mib(limit)}"
+        announced = content_length(environ) if method == "POST" else 0
         if announced > limit and not push:
             raise text_error(exc.HTTPRequestEntityTooLarge, too_large + ".")
         inner = dict(environ, PATH_INFO=endpoint)
-        _prepare_body(inner)
-        body = _BoundedBody(inner["wsgi.input"], limit, too_large, refuse_pack=announced > limit)
+        prepare_body(inner)
+        body = BoundedBody(inner["wsgi.input"], limit, too_large, refuse_pack=announced > limit)
         inner["wsgi.input"] = body
-        backend = _OneRepository(self.storage.path(repo.ref, "git"), self._recorder(repo, environ), body)
+        git_dir = self.storage.path(repo.ref, "git")
+        if self.upload_pack is not None and not push and "git-receive-pack" not in inner.get("QUERY_STRING", ""):
+            return self._native(inner, start_response, git_dir, body)
+        backend = _OneRepository(git_dir, self._recorder(repo, environ), body)
         git = HTTPGitApplication(
             backend, handlers={b"git-upload-pack": _UploadPack, b"git-receive-pack": _ReceivePack}
         )
         response = _DeferredStart(start_response)
         return _served(git(inner, response.start_response), environ, response, body, backend.close)
+
+    def _native(self, environ: WSGIEnviron, start_response: StartResponse, git_dir: Path,
+                body: BoundedBody) -> Iterable[bytes]:
+        """Fetch and clone served by git's own upload-pack (see ``hostd.uploadpack``)."""
+        assert self.upload_pack is not None
+        if environ["PATH_INFO"] == "/info/refs":
+            return self.upload_pack.info_refs(environ, start_response, git_dir)
+        try:
+            return self.upload_pack.upload_pack(environ, start_response, git_dir, body)
+        except RequestTooLarge:
+            raise text_error(exc.HTTPRequestEntityTooLarge, body.reason + ".") from None
 
     def _recorder(self, repo: Repo, environ: WSGIEnviron) -> PushRecorder | None:
         pushlog = self.pushlog
@@ -229,86 +242,6 @@ class GitApp:
                 log.exception("push log: could not record %s for %s: %s", repo.ref, user, updates)
 
         return record
-
-
-def _prepare_body(environ: WSGIEnviron) -> None:
-    """Hand dulwich a plain, decoded request body.
-
-    gunicorn (like any WSGI server) removes the chunked transfer coding before
-    the app reads ``wsgi.input``, but leaves the ``Transfer-Encoding`` header
-    in the environ; dulwich would then try to de-chunk the body a second time
-    and misread a push. git gzips large upload-pack requests.
-    """
-    environ.pop("HTTP_TRANSFER_ENCODING", None)
-    if environ.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
-        environ["wsgi.input"] = gzip.GzipFile(fileobj=environ["wsgi.input"], mode="rb")
-        environ.pop("HTTP_CONTENT_ENCODING")
-        environ.pop("CONTENT_LENGTH", None)
-
-
-def _content_length(environ: WSGIEnviron) -> int:
-    """The request's announced body length; 0 if none (chunked, HTTP/2) or garbage."""
-    try:
-        return max(int(environ.get("CONTENT_LENGTH") or 0), 0)
-    except ValueError:
-        return 0
-
-
-def _mib(size: int) -> str:
-    return f"{size / 2**20:.4g} MiB"
-
-
-class _RequestTooLarge(OSError):
-    """The request body grew past the limit while it was being read.
-
-    An ``OSError`` so that dulwich's receive-pack reports it as the pack's
-    unpack status, the one place a git client shows a server's reason once
-    the response has started.
-    """
-
-
-class _BoundedBody:
-    """``wsgi.input`` that raises :class:`_RequestTooLarge` past ``limit`` bytes.
-
-    Per request. ``refuse_pack`` says the announced length is already over
-    the limit, so receive-pack need not store any of the pack. ``drain``
-    reads the rest of the body without keeping it, up to ``_DRAIN_FACTOR``
-    times the limit in all.
-    """
-
-    def __init__(self, raw: Any, limit: int, reason: str, *, refuse_pack: bool = False) -> None:
-        self._raw = raw
-        self.limit = limit
-        self.reason = reason
-        self.refuse_pack = refuse_pack
-        self.received = 0
-        self.exceeded = False
-
-    def read(self, size: int = -1) -> bytes:
-        if self.exceeded:
-            raise _RequestTooLarge(self.reason)
-        want = self.limit - self.received + 1
-        data: bytes = self._raw.read(want if size is None or size < 0 else min(size, want))
-        self.received += len(data)
-        if self.received > self.limit:
-            self.exceeded = True
-            raise _RequestTooLarge(self.reason)
-        return data
-
-    def drain(self) -> bool:
-        """Discard the rest of the body; whether it ended within the bound."""
-        for _ in range(_DRAIN_FACTOR * self.limit // _DRAIN_CHUNK + 2):
-            if self.received > _DRAIN_FACTOR * self.limit:
-                break
-            try:
-                data = self._raw.read(_DRAIN_CHUNK)
-            except Exception:  # the client is gone: there is nobody left to tell
-                return False
-            if not data:
-                return True
-            self.received += len(data)
-        log.warning("request body still going after %s; the connection will be closed", _mib(self.received))
-        return False
 
 
 class _DeferredStart:
@@ -345,7 +278,7 @@ class _DeferredStart:
         return self._write(data)
 
 
-def _served(app_iter: Iterable[bytes], environ: WSGIEnviron, response: _DeferredStart, body: _BoundedBody,
+def _served(app_iter: Iterable[bytes], environ: WSGIEnviron, response: _DeferredStart, body: BoundedBody,
             close: Callable[[], None]) -> Iterator[bytes]:
     """Pass dulwich's response through, then ``close`` the request's repositories.
 
@@ -394,7 +327,7 @@ class _ReceivePack(ReceivePackHandler):
 
     A pack that is not stored (over the size limit, corrupt, cut off) is
     reported like git's: ``unpack <reason>`` and ``unpacker error`` for every
-    ref, after the rest of the body has been read (see ``_BoundedBody``).
+    ref, after the rest of the body has been read (see ``BoundedBody``).
     """
 
     def _apply_pack(self, refs: list[tuple[ObjectID, ObjectID, Ref]]) -> _Statuses:
@@ -423,7 +356,7 @@ class _ReceivePack(ReceivePackHandler):
                 yield name, _FAILED
 
     def _refuse(self, refs: list[tuple[ObjectID, ObjectID, Ref]], reason: bytes,
-                body: _BoundedBody | None) -> _Statuses:
+                body: BoundedBody | None) -> _Statuses:
         """Report a pack that was not stored, as git's receive-pack does (dulwich
         named no ref at all, which git prints as "remote failed to report status")."""
         log.info("push not stored: %s", reason.decode(errors="replace"))

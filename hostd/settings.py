@@ -45,6 +45,10 @@ class Settings:
     threads: int = 4
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     max_push_bytes: int = 1024**3
+    #: Who generates packs for clones and fetches: ``git`` (git's own
+    #: upload-pack, required), ``dulwich`` (pure Python), or ``auto``
+    #: (git where it is installed).
+    git_pack: str = "auto"
     public_host: str = "127.0.0.1"
 
     @property
@@ -112,6 +116,7 @@ class Settings:
             threads=_positive(env, "HOSTD_THREADS", 4),
             trusted_proxies=tuple(p.strip() for p in proxies),
             max_push_bytes=_positive(env, "HOSTD_MAX_PUSH_BYTES", 1024**3),
+            git_pack=_choice(env, "HOSTD_GIT_PACK", ("auto", "git", "dulwich")),
             public_host=env.get("HOSTD_PUBLIC_HOST", bind),
         )
 
@@ -119,6 +124,14 @@ class Settings:
 def vars_of(ports: Ports) -> list[int]:
     """The port numbers of a :class:`Ports`, in field order."""
     return [getattr(ports, name) for name in Ports.__dataclass_fields__]
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices``; the first when unset."""
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def _positive(env: Mapping[str, str], name: str, default: int) -> int:

@@ -61,6 +61,7 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_HG_MAXCONN=concurrency,
         HOSTD_WEB_MAXCONN=concurrency,
         HOSTD_MAX_PUSH_BYTES=str(settings.max_push_bytes),
+        HOSTD_GIT_PACK=settings.git_pack,
         HOSTD_TRUSTED_PROXIES=",".join(settings.trusted_proxies),
         HOSTD_PUBLIC_HOST=settings.public_host,
         HOSTD_WORKERS=str(settings.workers),

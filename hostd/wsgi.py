@@ -10,6 +10,8 @@ the ``read_only`` flag is on.
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +26,9 @@ from hostd.hgapp import HgApp
 from hostd.policy import RepositoryPolicy
 from hostd.pushlog import PushLog
 from hostd.readonly import ReadOnlyGate
-from hostd.settings import Settings
+from hostd.settings import Settings, SettingsError
 from hostd.storage import Storage
+from hostd.uploadpack import UploadPack
 from hostd.webapp import WebApp, WebPolicy, classify_web
 from singlemalt import (
     LoginThrottle,
@@ -39,6 +42,7 @@ from singlemalt import (
 )
 
 REALM = "hostd"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +108,26 @@ def _read_only(services: Services, app: Any) -> ReadOnlyGate:
 
 
 def git_app(settings: Settings | None = None) -> Any:
-    """The git pool: dulwich smart HTTP behind singlemalt (and read-only mode)."""
+    """The git pool: dulwich smart HTTP (git's upload-pack for fetches) behind singlemalt (and read-only mode)."""
     services = _services(settings)
     policy = RepositoryPolicy(services.accounts, vcs="git")
     pushlog = PushLog(Database(services.settings.database))
     app = GitApp(policy.resolve, services.storage, max_request_bytes=services.settings.max_push_bytes,
-                 pushlog=pushlog)
+                 pushlog=pushlog, upload_pack=upload_pack(services.settings.git_pack))
     return _guard(services, _read_only(services, app), classify_git, policy)
+
+
+def upload_pack(choice: str) -> UploadPack | None:
+    """git's own upload-pack for clones and fetches, or None for dulwich's (HOSTD_GIT_PACK)."""
+    if choice == "dulwich":
+        return None
+    git = shutil.which("git")
+    if git is None:
+        if choice == "git":
+            raise SettingsError("HOSTD_GIT_PACK=git, but there is no git on PATH")
+        log.warning("git is not installed: clones and fetches are served by dulwich, far slower")
+        return None
+    return UploadPack(git)
 
 
 def hg_app(settings: Settings | None = None) -> Any:

@@ -8,10 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import PACK_PATHS, each_pack_path
 from tests.e2e.stackfixture import Stack
 
 PASSWORD = "correct horse battery"
 HTTP_VERSIONS = ["HTTP/1.1", "HTTP/2"]
+
+
+@pytest.fixture(scope="module", params=PACK_PATHS)
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """Every test here runs with git's upload-pack and with dulwich's."""
+    return each_pack_path(request)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,150 @@
+"""Caches of upload-pack answers: small ones in memory, full-clone packs on disk.
+
+Both are keyed by what determines the answer byte for byte: the ref state
+(the digest of the repository's ref advertisement), the protocol version
+and the request body (its wants, capabilities and options). A key never
+names a wall-clock time or a worker, so any worker, on any host sharing the
+storage, can use what another one wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+#: Directory inside a bare repository holding its cached packs. git ignores
+#: unknown entries of ``$GIT_DIR``; ``hostd maintain`` empties it.
+PACK_CACHE_DIR = "hostd-pack-cache"
+
+
+def cache_key(*parts: bytes) -> str:
+    """A file-name-safe digest of ``parts`` (length-prefixed, so no two splits collide)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+class MemoryCache:
+    """A thread-safe LRU of byte strings, bounded by their total size."""
+
+    def __init__(self, budget: int, largest: int) -> None:
+        self.budget = budget
+        self.largest = largest
+        self._entries: OrderedDict[object, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: object) -> bytes | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: object, value: bytes) -> None:
+        if len(value) > self.largest:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._size -= len(old)
+            self._entries[key] = value
+            self._size += len(value)
+            while self._size > self.budget:
+                _, evicted = self._entries.popitem(last=False)
+                self._size -= len(evicted)
+
+
+class PackCache:
+    """Full-clone upload-pack responses kept as files inside the repository.
+
+    CI fleets clone the same state over and over; git would enumerate and
+    compress the same objects every time. Files are written under a
+    temporary name and renamed into place only once git has finished
+    successfully, so a reader never sees a partial response. At most
+    ``keep`` responses per repository are kept, the most recently used.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+
+    def open(self, git_dir: Path, key: str) -> BinaryIO | None:
+        path = git_dir / PACK_CACHE_DIR / key
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - the response closes it
+        except OSError:
+            return None
+        try:
+            os.utime(path)  # most recently used: last to be evicted
+        except OSError:
+            pass
+        return handle
+
+    def writer(self, git_dir: Path, key: str) -> PackWriter | None:
+        directory = git_dir / PACK_CACHE_DIR
+        try:
+            directory.mkdir(exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        except OSError as error:
+            log.warning("pack cache: cannot write in %s: %s", directory, error)
+            return None
+        return PackWriter(os.fdopen(fd, "wb"), Path(temp), directory / key, self)
+
+    def evict(self, directory: Path) -> None:
+        """Remove all but the ``keep`` most recently used responses."""
+        try:
+            entries = [entry for entry in os.scandir(directory) if not entry.name.startswith(".")]
+        except OSError:
+            return
+        entries.sort(key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
+        for entry in entries[self.keep:]:
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+
+
+class PackWriter:
+    """One response being copied to the pack cache while it is sent."""
+
+    def __init__(self, handle: BinaryIO, temp: Path, final: Path, cache: PackCache) -> None:
+        self._handle = handle
+        self._temp = temp
+        self._final = final
+        self._cache = cache
+        self._failed = False
+
+    def write(self, data: bytes) -> None:
+        if self._failed:
+            return
+        try:
+            self._handle.write(data)
+        except OSError as error:  # a full disk must not fail the clone itself
+            log.warning("pack cache: write failed, not caching: %s", error)
+            self._failed = True
+
+    def commit(self) -> None:
+        """Publish the response under its key."""
+        try:
+            self._handle.close()
+            if self._failed:
+                raise OSError("an earlier write failed")
+            os.replace(self._temp, self._final)
+        except OSError:
+            self._temp.unlink(missing_ok=True)
+            return
+        self._cache.evict(self._final.parent)
+
+    def abort(self) -> None:
+        self._handle.close()
+        self._temp.unlink(missing_ok=True)
