@@ -23,11 +23,16 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Ports:
-    """Every TCP port of one stack; all bind to :attr:`Settings.bind`."""
+    """Every TCP port of one stack; all bind to :attr:`Settings.bind` but
+    :attr:`peers`, which is on 127.0.0.1 only."""
 
     https: int = 8443
     http: int = 8080
     stats: int = 8404
+    #: HAProxy's local peer, on 127.0.0.1 (the protocol has no authentication):
+    #: the old worker hands its stick tables to the new one on this port during
+    #: a reload (haproxy.cfg, ``peers hostd``).
+    peers: int = 8405
     git: int = 8101
     hg: int = 8102
     web: int = 8103

@@ -8,6 +8,7 @@ functions, so what the tests start is exactly what an operator runs.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,6 +51,7 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_HTTPS_PORT=str(ports.https),
         HOSTD_HTTP_PORT=str(ports.http),
         HOSTD_STATS_PORT=str(ports.stats),
+        HOSTD_PEERS_PORT=str(ports.peers),
         HOSTD_GIT_PORT=str(ports.git),
         HOSTD_HG_PORT=str(ports.hg),
         HOSTD_WEB_PORT=str(ports.web),
@@ -213,10 +215,29 @@ def _ensure_server_state_file(settings: Settings) -> None:
         state.write_text("1\n")
 
 
+#: How long a reload waits for the worker to be able to hand over its tables.
+PEERS_READY_SECONDS = 10.0
+_PEERS_FLAGS = re.compile(r" id=hostd .*?flags=0x([0-9a-f]+)")
+
+
+def peers_ready(settings: Settings) -> bool:
+    """Whether HAProxy's worker would hand its stick tables to a successor now.
+
+    A worker that had no predecessor to learn from (the first after a cold
+    start) spends its first 5 s waiting for remote peers, and HAProxy 2.6
+    hands nothing over in that window (see haproxy.cfg, ``peers hostd``).
+    Both low bits of the section's flags set means it is done.
+    """
+    match = _PEERS_FLAGS.search(haproxy_command(settings, "show peers"))
+    return match is not None and int(match[1], 16) & 0x3 == 0x3
+
+
 def reload_haproxy(settings: Settings) -> None:
     """Hitless HAProxy reload: save the servers' runtime state (drained,
     disabled, added), then SIGUSR2 the master, which starts new workers with
-    the new config and lets the old ones finish their connections.
+    the new config and lets the old ones finish their connections. It waits
+    first (up to :data:`PEERS_READY_SECONDS`) until the worker can hand its
+    failed-login counts to the new one.
 
     The state file restores drained and disabled servers of haproxy.cfg;
     servers added at run time are not in it, so :mod:`hostd.pooladmin` adds
@@ -225,6 +246,9 @@ def reload_haproxy(settings: Settings) -> None:
     # Imported here: pooladmin talks to HAProxy through haproxy_command above.
     from hostd import pooladmin
 
+    deadline = time.monotonic() + PEERS_READY_SECONDS
+    while not peers_ready(settings) and time.monotonic() < deadline:
+        time.sleep(0.1)
     before = pooladmin.snapshot(settings)
     state = haproxy_command(settings, "show servers state")
     if state.startswith("1"):

@@ -16,7 +16,7 @@ from hostd.settings import Settings
 from tests.ports import free_ports
 
 VENV_BIN = Path(sys.executable).parent
-PORT_NAMES = ("HTTPS", "HTTP", "STATS", "GIT", "HG", "WEB", "MEMCACHED")
+PORT_NAMES = ("HTTPS", "HTTP", "STATS", "PEERS", "GIT", "HG", "WEB", "MEMCACHED")
 
 
 @dataclass

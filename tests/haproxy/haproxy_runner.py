@@ -68,6 +68,7 @@ class HAProxy:
         self.https_port = free_port()
         self.http_port = free_port()
         self.stats_port = free_port()
+        self.peers_port = free_port()
         self.log_path = run_dir / "haproxy.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -99,6 +100,7 @@ class HAProxy:
             HOSTD_HTTPS_PORT=str(self.https_port),
             HOSTD_HTTP_PORT=str(self.http_port),
             HOSTD_STATS_PORT=str(self.stats_port),
+            HOSTD_PEERS_PORT=str(self.peers_port),
             HOSTD_TLS_PEM=str(self.tls.server_pem),
             HOSTD_HAPROXY_DIR=str(self.haproxy_dir),
             HOSTD_RUN_DIR=str(self.run_dir),
