@@ -99,6 +99,10 @@ class CountingClient:
         self.calls += 1
         return self.inner.get(key)
 
+    def get_many(self, keys: list[str]) -> Any:
+        self.calls += 1
+        return self.inner.get_many(keys)
+
     def set(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
         self.calls += 1
         return self.inner.set(key, value, expire, noreply=noreply)

@@ -39,6 +39,8 @@ class MemcacheClient(Protocol):
 
     def get(self, key: str) -> Any: ...
 
+    def get_many(self, keys: list[str]) -> Any: ...
+
     def set(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any: ...
 
     def add(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any: ...
@@ -88,6 +90,11 @@ class SafeMemcache:
         """The stored value, or ``None`` on a miss or any failure."""
         value = self._call("get", None, lambda client: client.get(key))
         return value if isinstance(value, bytes) else None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The stored values of those ``keys`` that have one, in one round trip; ``{}`` on any failure."""
+        found: dict[str, Any] = self._call("get_many", {}, lambda client: client.get_many(list(keys)))
+        return {key: value for key, value in found.items() if isinstance(value, bytes)}
 
     def set(self, key: str, value: bytes, *, expire: int = 0) -> bool:
         """Store a value; ``False`` if it was not stored."""

@@ -56,9 +56,12 @@ class LoginThrottle:
         self.lockout = lockout
 
     def blocked(self, address: str, username: str | None) -> bool:
-        """Whether this address, or this username from this address, is locked out."""
-        return any(self._memcache.get(_key("lock", subject)) is not None
-                   for subject, _ in self._subjects(address, username))
+        """Whether this address, or this username from this address, is locked out.
+
+        Asked on every request with credentials, so both locks are read in one round trip.
+        """
+        locks = [_key("lock", subject) for subject, _ in self._subjects(address, username)]
+        return bool(self._memcache.get_many(locks))
 
     def record_failure(self, address: str, username: str | None) -> None:
         """Count one failed login; lock the subject out when it reaches its limit."""

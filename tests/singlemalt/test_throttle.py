@@ -72,6 +72,10 @@ def test_keys_are_hashed() -> None:
         def get(self, key: str) -> None:
             seen.append(key)
 
+        def get_many(self, keys: list[str]) -> dict[str, bytes]:
+            seen.extend(keys)
+            return {}
+
         def incr(self, key: str, value: int, noreply: bool = False) -> None:
             seen.append(key)
 
