@@ -193,6 +193,9 @@ class GitApp:
                 )
         elif method != "POST":
             raise text_error(exc.HTTPMethodNotAllowed, f"{endpoint[1:]} takes POST.")
+        elif environ.get("CONTENT_TYPE") != (expected := f"application/x-{endpoint[1:]}-request"):
+            # As git http-backend: not a CORS-safe type, so a browser must preflight a cross-origin POST.
+            raise text_error(exc.HTTPForbidden, f"{endpoint[1:]} takes Content-Type {expected}.")
         repo = self.resolve(match["repo"])
         if repo is None:
             raise text_error(exc.HTTPNotFound, "Repository not found.")

@@ -62,6 +62,7 @@ _NO_CACHE = [
 # git reads only ``key[=value]`` items from it, so only their characters pass.
 _PROTOCOL = re.compile(rb"\A[A-Za-z0-9=:._-]{1,256}\Z")
 _STDERR_KEPT = 4096
+_HEX4 = re.compile(rb"\A[0-9a-f]{4}\Z")
 # What git says when the request itself is at fault (the body was cut off,
 # not pkt-lines, or not the protocol); anything else is the server's fault.
 _CLIENT_ERROR = re.compile(r"protocol error|hung up|expected|invalid|unknown|bad ")
@@ -82,7 +83,10 @@ def pkt_lines(data: bytes) -> Iterator[bytes | None]:
     """The pkt-lines of ``data``; None for flush/delim/response-end. ValueError if malformed."""
     position = 0
     while position < len(data):
-        size = int(data[position:position + 4], 16)  # ValueError on garbage
+        header = data[position:position + 4]
+        if not _HEX4.match(header):
+            raise ValueError(f"bad pkt-line length {header!r}")
+        size = int(header, 16)
         if size < 4:
             position += 4
             yield None
