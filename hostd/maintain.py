@@ -17,6 +17,9 @@ Why a file is considered abandoned (and not in use):
   moving; one untouched for ``temp_age`` (default 15 minutes) is an upload
   that was interrupted. Its objects were never referenced by any ref, so
   removing it loses nothing.
+- a clone response being copied into the pack cache
+  (``hostd-pack-cache/.tmp-*``, see :mod:`hostd.gitcache`) is written as it
+  is sent; one untouched for ``temp_age`` belongs to a killed worker.
 - hg: an interrupted transaction leaves ``.hg/store/journal``; ``hg recover``
   rolls it back under the repository lock (and Mercurial itself breaks a
   lock whose holder process is gone).
@@ -31,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hostd.gitcache import PACK_CACHE_DIR
 from hostd.storage import hg_command
 
 LOCK_AGE = 300.0
@@ -63,6 +67,7 @@ def _git_leftovers(git_dir: Path) -> Iterator[tuple[Path, bool]]:
         yield git_dir / name, True
     for pattern in ("tmp_pack_*", "pack/tmp*", "pack/.tmp-*"):
         yield from ((path, False) for path in (git_dir / "objects").glob(pattern))
+    yield from ((path, False) for path in (git_dir / PACK_CACHE_DIR).glob(".tmp-*"))
 
 
 def remove_stale_git_files(git_dir: Path, report: Report, *, now: float | None = None,

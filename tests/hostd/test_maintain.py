@@ -7,6 +7,7 @@ import time
 
 from dulwich.repo import Repo as GitRepo
 
+from hostd.gitcache import PACK_CACHE_DIR
 from hostd.maintain import Report, maintain_git, maintain_hg, remove_stale_git_files
 from tests.hostd.conftest import Site
 
@@ -23,16 +24,21 @@ def test_stale_locks_and_temporary_packs_are_removed_fresh_ones_kept(site: Site)
     fresh_lock = git_dir / "refs" / "heads" / "other.lock"
     stale_pack = git_dir / "objects" / "tmp_pack_abc"
     live_pack = git_dir / "objects" / "pack" / "tmpxyz.pack"
-    for path in (stale_lock, fresh_lock, stale_pack, live_pack):
+    (git_dir / PACK_CACHE_DIR).mkdir()
+    stale_copy = git_dir / PACK_CACHE_DIR / ".tmp-killed"
+    cached = git_dir / PACK_CACHE_DIR / "0123abcd"
+    for path in (stale_lock, fresh_lock, stale_pack, live_pack, stale_copy, cached):
         path.write_bytes(b"x")
     _age(stale_lock, 600)
-    _age(stale_pack, 3600)
+    for old in (stale_pack, stale_copy, cached):
+        _age(old, 3600)
     _age(live_pack, 60)  # an upload still being written
     report = Report(str(ref))
     remove_stale_git_files(git_dir, report)
-    assert not stale_lock.exists() and not stale_pack.exists()
-    assert fresh_lock.exists() and live_pack.exists()
-    assert report.actions == ["removed stale refs/heads/main.lock", "removed stale objects/tmp_pack_abc"]
+    assert not stale_lock.exists() and not stale_pack.exists() and not stale_copy.exists()
+    assert fresh_lock.exists() and live_pack.exists() and cached.exists()
+    assert report.actions == ["removed stale refs/heads/main.lock", "removed stale objects/tmp_pack_abc",
+                              f"removed stale {PACK_CACHE_DIR}/.tmp-killed"]
 
 
 def test_maintain_git_packs_refs_and_objects(site: Site) -> None:
