@@ -2,7 +2,10 @@
 
 singlemalt has already decided who may do what before a request gets here;
 this app maps the URL to a repository on disk and lets dulwich speak the
-protocol. Only the smart protocol is served: the dumb-protocol paths and
+protocol, except for clones and fetches when an ``upload_pack`` is given:
+those go to git's own upload-pack (:mod:`hostd.uploadpack`; the composition
+root gives one wherever git is installed, ``HOSTD_GIT_PACK``). Only the
+smart protocol is served: the dumb-protocol paths and
 ``git-upload-archive`` are refused with a message, never passed through.
 
 Two dulwich handlers are replaced to behave like git's own when a push races
