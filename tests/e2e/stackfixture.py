@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +115,19 @@ class Stack:
         git("commit", "-q", "-m", f"seed {repo}", cwd=work)
         git("push", "-q", str(self.settings.repo_root / f"{repo}.git"), "HEAD:refs/heads/main", cwd=work)
         return git("rev-parse", "HEAD", cwd=work).stdout.strip()
+
+    def request(self, path: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
+        """Status and body of one GET over HTTPS through HAProxy, with Basic credentials if given."""
+        context = ssl.create_default_context(cafile=str(self.settings.tls_dir / "ca.pem"))
+        request = urllib.request.Request(self.url(path))
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=10) as response:
+                return int(response.status), response.read()
+        except urllib.error.HTTPError as error:
+            return int(error.code), error.read()
 
     def add_user(self, name: str, password: str) -> None:
         self.hostd("user", "add", name, stdin=password + "\n")

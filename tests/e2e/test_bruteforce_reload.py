@@ -10,12 +10,8 @@ starts and ends with :meth:`Stack.forget_failed_logins`.
 
 from __future__ import annotations
 
-import base64
 import re
-import ssl
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -31,20 +27,6 @@ THRESHOLD = 30
 HAPROXY_429 = b"Too many failed authentication attempts"
 # The stick table is type ipv6: IPv4 clients are stored as mapped addresses.
 CLIENT = "::ffff:127.0.0.1"
-
-
-def request(stack: Stack, path: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
-    """Status and body of one HTTPS request through HAProxy."""
-    context = ssl.create_default_context(cafile=str(stack.settings.tls_dir / "ca.pem"))
-    req = urllib.request.Request(stack.url(path))
-    if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(req, context=context, timeout=10) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read()
 
 
 def failed_logins(settings: Settings) -> int | None:
@@ -72,11 +54,11 @@ def test_failed_logins_and_the_429_survive_reloads(stack: Stack, clean_counters:
     # One wrong password each for many accounts: singlemalt's own per-account
     # lockout (a 429 of its own, not counted here) never trips.
     for i in range(THRESHOLD + 1):
-        status, _ = request(stack, "/demo/hello.git/info/refs?service=git-receive-pack",
+        status, _ = stack.request("/demo/hello.git/info/refs?service=git-receive-pack",
                             (f"guesser{i}", "wrong password"))
         assert status == 401, f"guess {i}"
     assert failed_logins(settings) == THRESHOLD + 1
-    status, body = request(stack, "/demo/hello")
+    status, body = stack.request("/demo/hello")
     assert (status, HAPROXY_429 in body) == (429, True)
 
     # The worker started by a reload learns its predecessor's table (within
@@ -90,8 +72,8 @@ def test_failed_logins_and_the_429_survive_reloads(stack: Stack, clean_counters:
                    lambda: failed_logins(settings) is not None, timeout=5)
         assert failed_logins(settings) == THRESHOLD + 1, f"reload {reload}"
         # Still over the threshold: refused before reaching any pool.
-        status, body = request(stack, "/demo/hello")
+        status, body = stack.request("/demo/hello")
         assert (status, HAPROXY_429 in body) == (429, True), f"reload {reload}"
 
     stack.forget_failed_logins()
-    assert request(stack, "/demo/hello")[0] == 200
+    assert stack.request("/demo/hello")[0] == 200

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import ssl
 import subprocess
@@ -75,25 +74,12 @@ def test_reload_keeps_serving(stack: Stack, tmp_path: Path) -> None:
     stackmod.wait_healthy(stack.settings, timeout=30)
 
 
-def _status(stack: Stack, path: str, auth: tuple[str, str] | None = None) -> int:
-    context = ssl.create_default_context(cafile=str(stack.settings.tls_dir / "ca.pem"))
-    request = urllib.request.Request(stack.url(path))
-    if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-
-
 def test_private_repository_page_is_invisible_to_others(stack: Stack) -> None:
     stack.add_user("wendy", "wendy password")
     stack.add_user("walt", "walt password")
     stack.hostd("repo", "create", "wendy/diary", "--vcs", "hg")
-    assert _status(stack, "/wendy/diary", ("wendy", "wendy password")) == 200
-    assert _status(stack, "/wendy/diary", ("walt", "walt password")) == 404
-    assert _status(stack, "/wendy/nothing", ("walt", "walt password")) == 404
-    assert _status(stack, "/wendy/diary") == 401
-    assert _status(stack, "/demo/hello") == 200
+    assert stack.request("/wendy/diary", ("wendy", "wendy password"))[0] == 200
+    assert stack.request("/wendy/diary", ("walt", "walt password"))[0] == 404
+    assert stack.request("/wendy/nothing", ("walt", "walt password"))[0] == 404
+    assert stack.request("/wendy/diary")[0] == 401
+    assert stack.request("/demo/hello")[0] == 200
