@@ -14,17 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.repogen import (
-    HG,
-    HistorySpec,
-    build_git,
-    build_hg,
-    describe_git,
-    describe_hg,
-    ensure_built,
-    plan_history,
-    read_stamp,
-)
+from bench.fastimport import build_git
+from bench.hgconvert import HG, build_hg
+from bench.history import HistorySpec, plan_history
+from bench.repogen import describe_git, describe_hg, ensure_built, read_stamp
 
 SMALL = HistorySpec(
     name="small", seed=7, commits=60, files=20, dirs=6, lines=(5, 40), binary_files=2, binary_size=(1024, 4096),
