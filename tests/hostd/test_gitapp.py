@@ -439,3 +439,18 @@ def test_repositories_opened_for_a_request_are_closed(site: Site, monkeypatch: p
     _receive_pack(app, [(head, child, MAIN)], pack)
     assert len(opened) >= 3
     assert sorted(map(id, closed)) == sorted(map(id, opened))
+
+
+def test_a_large_push_is_followed_by_a_full_collection(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dulwich leaves a received pack's buffers in reference cycles; without a
+    collection a worker kept hundreds of MiB after a large push."""
+    collections: list[int] = []
+    monkeypatch.setattr(gitapp.gc, "collect", lambda: collections.append(1) or 0)
+    ref = site.repo("alice", "demo", "git")
+    app = webtest.TestApp(GitApp(site.policy("git").resolve, site.storage, max_request_bytes=64 << 20))
+    head, child, pack = _child_pack(_disk(site, ref))
+    assert _pkt(b"ok refs/heads/main\n") in _receive_pack(app, [(head, child, MAIN)], pack)
+    assert collections == []  # a small push: nothing to reclaim
+    head, child, pack = _big_pack(_disk(site, ref), gitapp._COLLECT_AFTER_BYTES + 1)
+    assert _pkt(b"ok refs/heads/main\n") in _receive_pack(app, [(head, child, MAIN)], pack)
+    assert collections == [1]
