@@ -9,7 +9,10 @@ OS_PKGS    := haproxy memcached git
 STAMP      := $(VENV)/.installed
 export HOSTD_DATA ?= $(CURDIR)/var
 
-.PHONY: install os-deps run up down test check-routes bench lint clean reload chaos soak
+BENCH_TOOLS := nginx fcgiwrap wrk
+BENCH_PKGS  := nginx fcgiwrap wrk
+
+.PHONY: install os-deps bench-deps run up down test check-routes bench lint clean reload chaos soak
 MINUTES    ?= 5
 
 install: os-deps $(STAMP)
@@ -23,6 +26,20 @@ os-deps:
 	    for s in haproxy memcached; do systemctl disable --now $$s >/dev/null 2>&1 || service $$s stop >/dev/null 2>&1 || true; done; \
 	  else \
 	    echo "missing:$$missing. Install them with your package manager (Debian: sudo apt-get install $(OS_PKGS)) and rerun." >&2; exit 1; \
+	  fi; \
+	fi
+
+# Only `make bench` needs the reference servers (nginx, fcgiwrap) and wrk;
+# the Debian nginx package starts a server on port 80, which is stopped.
+bench-deps:
+	@missing=""; for t in $(BENCH_TOOLS); do command -v $$t >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing OS packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_PKGS) >/dev/null || exit 1; \
+	    for s in nginx fcgiwrap.socket fcgiwrap; do systemctl disable --now $$s >/dev/null 2>&1 || service $$s stop >/dev/null 2>&1 || true; done; \
+	  else \
+	    echo "missing:$$missing. Install them with your package manager (Debian: sudo apt-get install $(BENCH_PKGS)) and rerun." >&2; exit 1; \
 	  fi; \
 	fi
 
@@ -57,8 +74,8 @@ soak: install
 check-routes: install
 	PATH="$$PATH:/usr/sbin" $(PY) -m pytest -q tests/haproxy/test_routes.py
 
-bench: install
-	$(PY) -m bench
+bench: install bench-deps
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m bench
 
 lint: install
 	$(VENV)/bin/ruff check singlemalt hostd tests bench

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 #: Modules whose ``main([])`` is run, in this order.
-BENCHMARKS: tuple[str, ...] = ("bench.singlemalt_bench",)
+BENCHMARKS: tuple[str, ...] = ("bench.singlemalt_bench", "bench.vcs_bench")
 
 
 def main() -> int:
