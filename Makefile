@@ -17,31 +17,28 @@ MINUTES    ?= 5
 
 install: os-deps $(STAMP)
 
-os-deps:
-	@missing=""; for t in $(OS_TOOLS); do command -v $$t >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing OS packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(OS_PKGS) >/dev/null || exit 1; \
-	    for s in haproxy memcached; do systemctl disable --now $$s >/dev/null 2>&1 || service $$s stop >/dev/null 2>&1 || true; done; \
-	  else \
-	    echo "missing:$$missing. Install them with your package manager (Debian: sudo apt-get install $(OS_PKGS)) and rerun." >&2; exit 1; \
-	  fi; \
-	fi
+# $(call ensure-packages,COMMANDS,PACKAGES,SERVICES): install PACKAGES with
+# apt-get when one of COMMANDS is missing, then stop and disable the
+# SERVICES the packages start (hostd runs its own instances on its own ports).
+define ensure-packages
+@missing=""; for t in $(1); do command -v $$t >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+    echo "installing OS packages:$$missing"; \
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null || exit 1; \
+    for s in $(3); do systemctl disable --now $$s >/dev/null 2>&1 || service $$s stop >/dev/null 2>&1 || true; done; \
+  else \
+    echo "missing:$$missing. Install them with your package manager (Debian: sudo apt-get install $(2)) and rerun." >&2; exit 1; \
+  fi; \
+fi
+endef
 
-# Only `make bench` needs the reference servers (nginx, fcgiwrap) and wrk;
-# the Debian nginx package starts a server on port 80, which is stopped.
+os-deps:
+	$(call ensure-packages,$(OS_TOOLS),$(OS_PKGS),haproxy memcached)
+
+# Only `make bench` needs the reference servers (nginx, fcgiwrap) and wrk.
 bench-deps:
-	@missing=""; for t in $(BENCH_TOOLS); do command -v $$t >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing OS packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_PKGS) >/dev/null || exit 1; \
-	    for s in nginx fcgiwrap.socket fcgiwrap; do systemctl disable --now $$s >/dev/null 2>&1 || service $$s stop >/dev/null 2>&1 || true; done; \
-	  else \
-	    echo "missing:$$missing. Install them with your package manager (Debian: sudo apt-get install $(BENCH_PKGS)) and rerun." >&2; exit 1; \
-	  fi; \
-	fi
+	$(call ensure-packages,$(BENCH_TOOLS),$(BENCH_PKGS),nginx fcgiwrap.socket fcgiwrap)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
