@@ -11,7 +11,7 @@ from io import BytesIO
 import pytest
 import webtest
 from dulwich.objects import Blob, Commit, ObjectID, Tree
-from dulwich.pack import write_pack_objects
+from dulwich.pack import Pack, write_pack_objects
 from dulwich.refs import Ref
 from dulwich.repo import Repo as DulwichRepo
 
@@ -454,3 +454,24 @@ def test_a_large_push_is_followed_by_a_full_collection(site: Site, monkeypatch: 
     head, child, pack = _big_pack(_disk(site, ref), gitapp._COLLECT_AFTER_BYTES + 1)
     assert _pkt(b"ok refs/heads/main\n") in _receive_pack(app, [(head, child, MAIN)], pack)
     assert collections == [1]
+
+
+def test_pack_names_are_computed_once_per_index_file(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dulwich names every existing pack (a read of its whole index) before storing a push."""
+    ref = site.repo("alice", "demo", "git")
+    repo = _disk(site, ref)
+    head, child, pack = _child_pack(repo)
+    assert _pkt(b"ok refs/heads/main\n") in _receive_pack(_app(site), [(head, child, MAIN)], pack)
+    [existing] = _disk(site, ref).object_store.packs
+    computed: list[bytes] = []
+    real_name = Pack.name
+    monkeypatch.setattr(Pack, "name", lambda self: computed.append(b"") or real_name(self))
+    cache = gitapp._PackNameCache()
+    assert cache.name(existing) == real_name(existing)
+    assert cache.name(existing) == real_name(existing)
+    assert len(computed) == 1  # the cache read the index once
+    app = _app(site)
+    for _ in range(2):
+        head, child, pack = _child_pack(_disk(site, ref))
+        assert _pkt(b"ok refs/heads/main\n") in _receive_pack(app, [(head, child, MAIN)], pack)
+    assert _disk(site, ref).refs[MAIN] == child
