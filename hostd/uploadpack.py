@@ -180,8 +180,10 @@ class UploadPack:
         try:
             key: str | None = None
             before: Fingerprint | None = None
-            if size <= _CLASSIFY_LIMIT and cacheable(_peek(spool, size)):
-                before = self.refs.fingerprint(git_dir)
+            fingerprint = self.refs.fingerprint(git_dir)
+            # A racy state would not be cached: skip reading the refs for a key.
+            if not fingerprint.racy() and size <= _CLASSIFY_LIMIT and cacheable(_peek(spool, size)):
+                before = fingerprint
                 state = hashlib.sha256(self.advertisement(git_dir)).digest()
                 key = cache_key(state, protocol.encode(), digest)
                 hit = self._cached(environ, start_response, git_dir, key)
