@@ -4,7 +4,15 @@
   once in plain HTTP and once with TLS and HTTP/2, like HAProxy in front of
   our pools;
 - hg: ``hg serve`` (the venv's Mercurial, the same version our hg pool runs),
-  one process per repository, plain and behind the same nginx with TLS.
+  one process per repository on loopback, behind the same nginx, plain and
+  with TLS.
+
+Our repositories are private, so the reference ones are too: nginx asks for
+HTTP Basic credentials (``auth_basic``) on both of its ports and checks them
+against an htpasswd file written here with ``{SSHA}`` entries (one salted
+SHA-1 per request, nginx's cheapest hashed scheme), and passes the user on
+to http-backend as ``REMOTE_USER``.  The clients then do the same work on
+both sides: the same 401s, the same credential helper.
 
 Everything listens on free 127.0.0.1 ports and runs in the foreground under
 this process, which stops each server by its own PID.  nginx presents the
@@ -13,8 +21,11 @@ same certificate as our HAProxy, so one CA file serves every client.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,6 +45,8 @@ GIT_HTTP_BACKEND = "/usr/lib/git-core/git-http-backend"
 HG = str(Path(sys.executable).parent / "hg")
 #: Concurrent CGI processes, the same as our git pool's workers × threads.
 FCGI_CHILDREN = 8
+#: The realm of nginx's ``auth_basic`` challenge.
+REALM = "reference"
 #: The cipher list of haproxy/haproxy.cfg, so both TLS sides negotiate the same.
 CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
            "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
@@ -97,13 +110,22 @@ class NginxLayout:
     git_root: Path
     #: hg repository name -> port of its ``hg serve``; proxied at ``/NAME``.
     hg_ports: Mapping[str, int]
+    #: The ``auth_basic_user_file`` (see :func:`htpasswd_line`).
+    htpasswd: Path
     run_as_root: bool
 
 
+def htpasswd_line(user: str, password: str, salt: bytes | None = None) -> str:
+    """One htpasswd entry in nginx's ``{SSHA}`` scheme: base64(SHA-1(password + salt) + salt)."""
+    salt = secrets.token_bytes(8) if salt is None else salt
+    digest = hashlib.sha1(password.encode() + salt).digest()
+    return f"{user}:{{SSHA}}{base64.b64encode(digest + salt).decode()}\n"
+
+
 def _git_location(layout: NginxLayout) -> str:
-    # GIT_PROTOCOL must come from the Git-Protocol header for protocol v2;
-    # receive-pack is enabled through git's config environment, since nginx
-    # here authenticates nobody (http-backend only enables it for REMOTE_USER).
+    # GIT_PROTOCOL must come from the Git-Protocol header for protocol v2.
+    # REMOTE_USER (the user nginx's auth_basic verified) is what makes
+    # http-backend accept receive-pack: it refuses anonymous pushes.
     return f"""
         location ~ ^/git(/.*)$ {{
             client_max_body_size 0;
@@ -115,9 +137,7 @@ def _git_location(layout: NginxLayout) -> str:
             fastcgi_param GIT_PROJECT_ROOT {layout.git_root};
             fastcgi_param GIT_HTTP_EXPORT_ALL 1;
             fastcgi_param GIT_PROTOCOL $http_git_protocol;
-            fastcgi_param GIT_CONFIG_COUNT 1;
-            fastcgi_param GIT_CONFIG_KEY_0 http.receivepack;
-            fastcgi_param GIT_CONFIG_VALUE_0 true;
+            fastcgi_param REMOTE_USER $remote_user;
             fastcgi_param PATH_INFO $1;
             fastcgi_param QUERY_STRING $query_string;
             fastcgi_param REQUEST_METHOD $request_method;
@@ -143,7 +163,7 @@ def _hg_locations(layout: NginxLayout) -> str:
 
 
 def nginx_config(layout: NginxLayout) -> str:
-    """nginx.conf: git http-backend on both ports, the hg proxies on the TLS port only."""
+    """nginx.conf: git http-backend and the hg proxies on both ports, all behind Basic auth."""
     prefix = layout.prefix
     temp = "\n".join(f"    {kind}_temp_path {prefix}/tmp/{kind};"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -166,8 +186,11 @@ http {{
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_ciphers {CIPHERS};
     ssl_session_tickets off;
+    # Every location of both servers, as every repository of ours is private.
+    auth_basic "{REALM}";
+    auth_basic_user_file {layout.htpasswd};
     server {{
-        listen 127.0.0.1:{layout.plain_port};{_git_location(layout)}
+        listen 127.0.0.1:{layout.plain_port};{_git_location(layout)}{_hg_locations(layout)}
     }}
     server {{
         listen 127.0.0.1:{layout.tls_port} ssl http2;
@@ -186,9 +209,13 @@ def hg_serve_command(repository: Path, name: str, port: int, logs: Path) -> list
 
 
 class ReferenceServers:
-    """fcgiwrap + nginx for git, one ``hg serve`` per hg repository; a context manager."""
+    """fcgiwrap + nginx for git, one ``hg serve`` per hg repository; a context manager.
 
-    def __init__(self, root: Path, certificate: Path, hg_repositories: Mapping[str, Path]) -> None:
+    ``users`` (name -> password) are the only credentials nginx accepts.
+    """
+
+    def __init__(self, root: Path, certificate: Path, hg_repositories: Mapping[str, Path],
+                 users: Mapping[str, str]) -> None:
         self.root = root
         self.git_root = root / "git"
         self.git_root.mkdir(parents=True, exist_ok=True)
@@ -213,9 +240,12 @@ class ReferenceServers:
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True)
             _wait_for_socket(socket_path, self.fcgiwrap)
+            htpasswd = prefix / "htpasswd"
+            htpasswd.touch(mode=0o600)
+            htpasswd.write_text("".join(htpasswd_line(user, password) for user, password in sorted(users.items())))
             self.layout = NginxLayout(prefix=prefix, plain_port=ports[0], tls_port=ports[1],
                                       certificate=certificate, fcgi_socket=socket_path, git_root=self.git_root,
-                                      hg_ports=self.hg_ports, run_as_root=os.geteuid() == 0)
+                                      hg_ports=self.hg_ports, htpasswd=htpasswd, run_as_root=os.geteuid() == 0)
             config = prefix / "nginx.conf"
             config.write_text(nginx_config(self.layout))
             self.servers.append(Server("nginx", [NGINX, "-p", str(prefix), "-c", str(config)],

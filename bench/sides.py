@@ -4,7 +4,9 @@ A *host* owns storage (our stack's repository root, the reference servers'
 directories, a plain directory for the local floor); a *side* is a host
 reached one way (through TLS or plainly).  ``ours-tls`` and ``ours-pool``
 share our stack's storage; ``ref-tls`` and ``ref-plain`` share the
-reference servers'.
+reference servers'.  Both hosts require the same user and password, and
+:func:`configure_credentials` gives each reference side the mechanism of
+the matching side of ours, so clients do the same authentication work.
 
 Repositories are copies of the cached inputs, never the inputs themselves
 (see :func:`copy_git` for why a hard-linked git copy is one).
@@ -18,6 +20,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote
 
 from bench.refservers import ReferenceServers
 from bench.report import FLOOR, OURS_POOL, OURS_TLS, REF_PLAIN, REF_TLS
@@ -25,6 +28,11 @@ from tests.e2e.stackfixture import Clients, Stack
 
 OWNER = "bench"
 PASSWORD = "bench correct horse battery"
+
+
+def basic_authorization(user: str, password: str) -> str:
+    """The ``Authorization`` header value of HTTP Basic for ``user``."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def copy_git(source: Path, target: Path) -> None:
@@ -80,21 +88,21 @@ class OursHost:
 
     @property
     def authorization(self) -> str:
-        token = base64.b64encode(f"{OWNER}:{PASSWORD}".encode()).decode()
-        return f"Basic {token}"
+        return basic_authorization(OWNER, PASSWORD)
 
-    def _base(self, *, tls: bool, vcs: str) -> str:
+    def origin(self, *, tls: bool, vcs: str) -> str:
+        """``scheme://host:port`` of HAProxy (``tls``) or of the ``vcs`` pool."""
         settings = self.stack.settings
         if tls:
-            return f"https://{settings.bind}:{settings.ports.https}/{OWNER}/"
+            return f"https://{settings.bind}:{settings.ports.https}"
         port = settings.ports.git if vcs == "git" else settings.ports.hg
-        return f"http://{settings.bind}:{port}/{OWNER}/"
+        return f"http://{settings.bind}:{port}"
 
     def git_url(self, name: str, *, tls: bool) -> str:
-        return f"{self._base(tls=tls, vcs='git')}{name}.git"
+        return f"{self.origin(tls=tls, vcs='git')}/{OWNER}/{name}.git"
 
     def hg_url(self, name: str, *, tls: bool) -> str:
-        return self._base(tls=tls, vcs="hg") + name
+        return f"{self.origin(tls=tls, vcs='hg')}/{OWNER}/{name}"
 
     def git_dir(self, name: str) -> Path:
         return self.stack.settings.repo_root / OWNER / f"{name}.git"
@@ -120,21 +128,28 @@ class OursHost:
 
 @dataclass
 class RefHost:
-    """The reference servers: git repositories under http-backend's project root, hg ones per ``hg serve``."""
+    """The reference servers: git repositories under http-backend's project root, hg ones per ``hg serve``.
+
+    Both reached through nginx, which requires the same user and password as our stack.
+    """
 
     servers: ReferenceServers
     hg_root: Path
 
-    def git_url(self, name: str, *, tls: bool) -> str:
+    @property
+    def authorization(self) -> str:
+        return basic_authorization(OWNER, PASSWORD)
+
+    def origin(self, *, tls: bool) -> str:
+        """``scheme://host:port`` of nginx's TLS or plain server (git and hg alike)."""
         layout = self.servers.layout
-        if tls:
-            return f"https://127.0.0.1:{layout.tls_port}/git/{name}.git"
-        return f"http://127.0.0.1:{layout.plain_port}/git/{name}.git"
+        return f"https://127.0.0.1:{layout.tls_port}" if tls else f"http://127.0.0.1:{layout.plain_port}"
+
+    def git_url(self, name: str, *, tls: bool) -> str:
+        return f"{self.origin(tls=tls)}/git/{name}.git"
 
     def hg_url(self, name: str, *, tls: bool) -> str:
-        if tls:
-            return f"https://127.0.0.1:{self.servers.layout.tls_port}/{name}"
-        return f"http://127.0.0.1:{self.servers.hg_ports[name]}/{name}"
+        return f"{self.origin(tls=tls)}/{name}"
 
     def git_dir(self, name: str) -> Path:
         return self.servers.git_root / f"{name}.git"
@@ -201,31 +216,62 @@ def make_sides(ours: OursHost, ref: RefHost, floor: FloorHost) -> dict[str, Side
     return {
         OURS_TLS: Side(OURS_TLS, ours, True, ours.authorization),
         OURS_POOL: Side(OURS_POOL, ours, False, ours.authorization),
-        REF_TLS: Side(REF_TLS, ref, True),
-        REF_PLAIN: Side(REF_PLAIN, ref, False),
+        REF_TLS: Side(REF_TLS, ref, True, ref.authorization),
+        REF_PLAIN: Side(REF_PLAIN, ref, False, ref.authorization),
         FLOOR: Side(FLOOR, floor, False),
     }
 
 
-def configure_credentials(clients: Clients, ours: OursHost) -> None:
-    """How a user's clients authenticate to our stack.
+@dataclass(frozen=True, slots=True)
+class Origins:
+    """Where clients authenticate, by mechanism; each list holds one origin of ours and one of the reference."""
 
-    Through HAProxy, as a user would: git's ``store`` credential helper (git
+    #: git through TLS: the ``store`` credential helper (a 401, then the stored password).
+    git_store: tuple[str, ...]
+    #: git in plain HTTP: Basic auth sent up front with ``http.<url>.extraHeader``.
+    git_header: tuple[str, ...]
+    #: hg, everywhere: ``[auth]`` (a 401, then the password).
+    hg_auth: tuple[str, ...]
+
+
+def origins(ours: OursHost, ref: RefHost) -> Origins:
+    """The origins of :func:`client_config`: each reference side paired with the matching side of ours."""
+    return Origins(
+        git_store=(ours.origin(tls=True, vcs="git"), ref.origin(tls=True)),
+        git_header=(ours.origin(tls=False, vcs="git"), ref.origin(tls=False)),
+        hg_auth=(ours.origin(tls=True, vcs="hg"), ours.origin(tls=False, vcs="hg"),
+                 ref.origin(tls=True), ref.origin(tls=False)))
+
+
+def client_config(where: Origins, store: Path, user: str, password: str) -> tuple[str, str, str]:
+    """(``.git-credentials``, what to add to ``.gitconfig``, what to add to ``.hgrc``) for ``user`` at ``where``.
+
+    Through TLS, as a user would: git's ``store`` credential helper (git
     gets the 401, then retries with the stored password) and hg's ``[auth]``.
-    Straight to the git pool, Basic auth is sent up front with
-    ``http.<url>.extraHeader`` (no 401 round trip, like the unauthenticated
-    reference); hg cannot send a header, so it uses ``[auth]`` there too.
+    In plain HTTP, git sends Basic auth up front with ``http.<url>.extraHeader``
+    (no 401 round trip); hg cannot send a header, so it uses ``[auth]`` there
+    too.  The ``[auth]`` prefixes end with ``/`` so one port is never taken
+    for the prefix of another.
     """
-    settings = ours.stack.settings
-    https = f"https://{settings.bind}:{settings.ports.https}"
+    quoted = quote(password, safe="")
+    credentials = "".join(origin.replace("://", f"://{quote(user, safe='')}:{quoted}@", 1) + "\n"
+                          for origin in where.git_store)
+    gitconfig = f"[credential]\n\thelper = store --file={store}\n" + "".join(
+        f'[http "{origin}/"]\n\textraHeader = Authorization: {basic_authorization(user, password)}\n'
+        for origin in where.git_header)
+    hgrc = "[auth]\n" + "".join(
+        f"s{number}.prefix = {origin}/\ns{number}.username = {user}\ns{number}.password = {password}\n"
+        for number, origin in enumerate(where.hg_auth))
+    return credentials, gitconfig, hgrc
+
+
+def configure_credentials(clients: Clients, ours: OursHost, ref: RefHost) -> None:
+    """How a user's clients authenticate, to our stack and the reference alike (see :func:`client_config`)."""
     store = clients.home / ".git-credentials"
-    store.write_text(f"https://{OWNER}:{PASSWORD.replace(' ', '%20')}@{settings.bind}:{settings.ports.https}\n")
+    credentials, gitconfig, hgrc = client_config(origins(ours, ref), store, OWNER, PASSWORD)
+    store.write_text(credentials)
     store.chmod(0o600)
     with (clients.home / ".gitconfig").open("a") as config:
-        config.write(f"[credential]\n\thelper = store --file={store}\n"
-                     f'[http "http://{settings.bind}:{settings.ports.git}/"]\n'
-                     f"\textraHeader = Authorization: {ours.authorization}\n")
-    with (clients.home / ".hgrc").open("a") as hgrc:
-        hgrc.write(f"[auth]\nours.prefix = {https}\nours.username = {OWNER}\nours.password = {PASSWORD}\n"
-                   f"pool.prefix = http://{settings.bind}:{settings.ports.hg}\npool.username = {OWNER}\n"
-                   f"pool.password = {PASSWORD}\n")
+        config.write(gitconfig)
+    with (clients.home / ".hgrc").open("a") as config:
+        config.write(hgrc)

@@ -11,9 +11,9 @@ group, and each target of the issue with met / NOT met.
 The sides (see :mod:`bench.sides`): ours through HAProxy with TLS, as a
 user clones (private repositories, a stored password); ours straight to the
 pool's gunicorn in plain HTTP; ``git http-backend`` under fcgiwrap behind
-nginx with TLS and in plain HTTP (``hg serve``, plain and behind the same
-nginx, for hg); and the local floor (``git clone --no-local file://``,
-``hg clone --pull`` from a path).
+nginx with TLS and in plain HTTP (``hg serve`` behind the same nginx, for
+hg), asking for the same password the same way; and the local floor
+(``git clone --no-local file://``, ``hg clone --pull`` from a path).
 
 Exit status: 0 when everything ran (whether or not the targets are met; the
 report says which are), 1 when a scenario failed to run.
@@ -253,11 +253,11 @@ def start(inputs: BenchInputs, plan: sc.Plan, results: Results,
         copy_hg(inputs.flask_hg, hg_root / name)
     servers = cleanup.enter_context(ReferenceServers(
         WORK / "ref" / "servers", running.settings.tls_dir / "server.pem",
-        {name: hg_root / name for name in (sc.FLASK_HG, sc.HG_PUSH)}))
+        {name: hg_root / name for name in (sc.FLASK_HG, sc.HG_PUSH)}, {OWNER: PASSWORD}))
     ours, ref, floor = OursHost(running), RefHost(servers, hg_root), FloorHost(WORK / "floor")
     provision(inputs, ours, ref, floor)
     clients = Clients(WORK / "home", running.settings.tls_dir / "ca.pem")
-    configure_credentials(clients, ours)
+    configure_credentials(clients, ours, ref)
     runner = Runner(clients)
     main_ref = runner.default_branch(inputs.flask_git)
     bench = sc.Bench(
@@ -321,7 +321,13 @@ def report(args: argparse.Namespace, outcome: Outcome, machine_lines: Sequence[s
         "front with `http.extraHeader`)",
         "- reference: `git http-backend` under fcgiwrap (8 children, our pool's concurrency) behind nginx "
         "(plain, and TLS with HTTP/2 and HAProxy's ciphers and certificate); `hg serve` (same Mercurial as our hg "
-        "pool) plain and behind the same nginx TLS; no authentication",
+        "pool, on loopback) behind the same nginx, plain and TLS",
+        "- authentication: the reference repositories are private too: nginx `auth_basic` on both ports, the same "
+        "user and password as ours, checked against an htpasswd file of `{SSHA}` entries (one salted SHA-1 per "
+        "request), the user passed to http-backend as `REMOTE_USER`; each reference side's clients use the "
+        "mechanism of the matching side of ours (TLS: git's `store` helper, hg's `[auth]`; plain: git's "
+        "`http.extraHeader`, hg's `[auth]`), and wrk sends the same `Authorization` header to every side; the "
+        "local floor has none",
         "- clones are `git clone --no-checkout` and `hg clone -U` (the server's and client's work, not the "
         "disk's); every clone, fetch and push is checked (refs equal to the server's, pushed tip on disk)",
         "- ratios are ours / reference for like-for-like pairs: HAProxy TLS vs nginx TLS, pool direct vs plain "

@@ -5,6 +5,8 @@ No timing is asserted and no server is started; ``make bench`` does that.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from bench import scenarios as sc
 from bench.clientops import parse_wrk
 from bench.common import BenchError
 from bench.procmem import ProcessTable, children, descendants
-from bench.refservers import NginxLayout, hg_serve_command, nginx_config
+from bench.refservers import NginxLayout, hg_serve_command, htpasswd_line, nginx_config
 from bench.report import (
     FLOOR,
     OURS_POOL,
@@ -31,7 +33,7 @@ from bench.report import (
     render,
     target_rows,
 )
-from bench.sides import copy_git
+from bench.sides import Origins, basic_authorization, client_config, copy_git
 from bench.vcs_bench import extra_targets, make_plan, parse_args, targets
 
 CLONE = Metric("git: clone", "first clone")
@@ -164,30 +166,61 @@ def test_parse_wrk() -> None:
 def layout(tmp_path: Path, *, root: bool) -> NginxLayout:
     return NginxLayout(prefix=tmp_path / "nginx", plain_port=8001, tls_port=8002, certificate=tmp_path / "server.pem",
                        fcgi_socket=tmp_path / "fcgi.sock", git_root=tmp_path / "git",
-                       hg_ports={"flask-hg": 8003, "hg-push": 8004}, run_as_root=root)
+                       hg_ports={"flask-hg": 8003, "hg-push": 8004}, htpasswd=tmp_path / "htpasswd", run_as_root=root)
 
 
-def test_nginx_config_serves_git_on_both_ports_and_hg_behind_tls(tmp_path: Path) -> None:
+def test_nginx_config_serves_git_and_hg_on_both_ports_behind_basic_auth(tmp_path: Path) -> None:
     config = nginx_config(layout(tmp_path, root=True))
-    plain, tls = config.split("server {")[1:]
-    assert "listen 127.0.0.1:8001;" in plain and "location /flask-hg" not in plain
+    common, plain, tls = config.split("server {")
+    assert 'auth_basic "reference";' in common and f"auth_basic_user_file {tmp_path / 'htpasswd'};" in common
+    assert "auth_basic off" not in config
+    assert "listen 127.0.0.1:8001;" in plain
     assert "listen 127.0.0.1:8002 ssl http2;" in tls
     assert f"ssl_certificate {tmp_path / 'server.pem'};" in tls
     for part in (plain, tls):
         assert "fastcgi_param GIT_PROTOCOL $http_git_protocol;" in part
         assert f"fastcgi_param GIT_PROJECT_ROOT {tmp_path / 'git'};" in part
         assert "fastcgi_param GIT_HTTP_EXPORT_ALL 1;" in part
-        assert "fastcgi_param GIT_CONFIG_KEY_0 http.receivepack;" in part
+        assert "fastcgi_param REMOTE_USER $remote_user;" in part  # http-backend's condition for receive-pack
+        assert "http.receivepack" not in part
         assert f"fastcgi_pass unix:{tmp_path / 'fcgi.sock'};" in part
         assert "client_max_body_size 0;" in part
-    assert "location /flask-hg {" in tls and "proxy_pass http://127.0.0.1:8003;" in tls
-    assert "location /hg-push {" in tls and "proxy_pass http://127.0.0.1:8004;" in tls
+        assert "location /flask-hg {" in part and "proxy_pass http://127.0.0.1:8003;" in part
+        assert "location /hg-push {" in part and "proxy_pass http://127.0.0.1:8004;" in part
     assert config.count("{") == config.count("}")
     assert "user root root;" in config and "daemon off;" in config
 
 
 def test_nginx_config_names_no_user_when_not_root(tmp_path: Path) -> None:
     assert "user " not in nginx_config(layout(tmp_path, root=False))
+
+
+def test_htpasswd_line_is_nginx_ssha() -> None:
+    line = htpasswd_line("bench", "correct horse", salt=b"12345678")
+    user, _, hashed = line.rstrip("\n").partition(":")
+    assert user == "bench" and hashed.startswith("{SSHA}") and line.endswith("\n")
+    raw = base64.b64decode(hashed.removeprefix("{SSHA}"))
+    assert raw == hashlib.sha1(b"correct horse12345678").digest() + b"12345678"
+    assert htpasswd_line("bench", "correct horse") != htpasswd_line("bench", "correct horse")  # fresh salts
+
+
+def test_client_config_gives_each_origin_its_mechanism(tmp_path: Path) -> None:
+    where = Origins(git_store=("https://127.0.0.1:443", "https://127.0.0.1:8002"),
+                    git_header=("http://127.0.0.1:8080", "http://127.0.0.1:8001"),
+                    hg_auth=("https://127.0.0.1:443", "http://127.0.0.1:8081", "https://127.0.0.1:8002",
+                             "http://127.0.0.1:8001"))
+    credentials, gitconfig, hgrc = client_config(where, tmp_path / "store", "bench", "a b/c")
+    assert credentials == "https://bench:a%20b%2Fc@127.0.0.1:443\nhttps://bench:a%20b%2Fc@127.0.0.1:8002\n"
+    assert f"[credential]\n\thelper = store --file={tmp_path / 'store'}\n" in gitconfig
+    header = f"\textraHeader = Authorization: {basic_authorization('bench', 'a b/c')}\n"
+    for origin in where.git_header:
+        assert f'[http "{origin}/"]\n{header}' in gitconfig
+    assert gitconfig.count("extraHeader") == 2
+    assert hgrc.startswith("[auth]\n")
+    for number, origin in enumerate(where.hg_auth):
+        assert (f"s{number}.prefix = {origin}/\ns{number}.username = bench\ns{number}.password = a b/c\n"
+                in hgrc)
+    assert basic_authorization("bench", "a b/c") == "Basic " + base64.b64encode(b"bench:a b/c").decode()
 
 
 def test_hg_serve_allows_plain_http_pushes(tmp_path: Path) -> None:
