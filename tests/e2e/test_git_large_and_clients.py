@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from hostd.gitcache import PACK_CACHE_DIR
 from tests.e2e.stackfixture import Stack, start_stack, stop_stack
 
 PASSWORD = "lara's long password"
@@ -102,11 +103,15 @@ def _temp_packs(git_dir: Path) -> list[Path]:
 
 
 def _snapshot(git_dir: Path) -> dict[str, str]:
-    """Every file of a (small) repository with a hash of its content."""
+    """Every file of a (small) repository with a hash of its content.
+
+    The pack cache is not the repository's content: a clone's response is
+    stored there just after the client has read all of it.
+    """
     return {
         str(path.relative_to(git_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(git_dir.rglob("*"))
-        if path.is_file()
+        if path.is_file() and PACK_CACHE_DIR not in path.relative_to(git_dir).parts
     }
 
 
