@@ -110,7 +110,7 @@ def cacheable(body: bytes) -> bool:
         return False
     if not lines:
         return False
-    if lines[0] == b"command=ls-refs\n" or lines[0] == b"command=ls-refs":
+    if lines[0].rstrip(b"\n") == b"command=ls-refs":
         return True
     if lines[0].startswith(b"command=") and not lines[0].startswith(b"command=fetch"):
         return False
@@ -178,23 +178,24 @@ class UploadPack:
         protocol = git_protocol(environ)
         spool, digest, size = _spool(body)
         try:
-            key: str | None = None
-            before: Fingerprint | None = None
+            keep: _Keeper | None = None
             fingerprint = self.refs.fingerprint(git_dir)
+            request = _peek(spool, size) if size <= _CLASSIFY_LIMIT else b""
             # A racy state would not be cached: skip reading the refs for a key.
-            if not fingerprint.racy() and size <= _CLASSIFY_LIMIT and cacheable(_peek(spool, size)):
-                before = fingerprint
+            if not fingerprint.racy() and cacheable(request):
                 state = hashlib.sha256(self.advertisement(git_dir)).digest()
                 key = cache_key(state, protocol.encode(), digest)
                 hit = self._cached(environ, start_response, git_dir, key)
                 if hit is not None:
                     spool.close()
                     return hit
+                keep = (_MemoryKeeper(self.memory, key) if request.startswith(_pkt_line(b"command=ls-refs"))
+                        else self.packs.writer(git_dir, key))
             started = self._start(git_dir, protocol)
         except BaseException:
             spool.close()
             raise
-        return self._stream(environ, start_response, git_dir, started, spool, key, before)
+        return self._stream(start_response, git_dir, started, spool, keep, fingerprint)
 
     def _cached(self, environ: WSGIEnviron, start_response: StartResponse, git_dir: Path,
                 key: str) -> Iterable[bytes] | None:
@@ -228,38 +229,30 @@ class UploadPack:
             pass
         return process, stderr
 
-    def _stream(self, environ: WSGIEnviron, start_response: StartResponse, git_dir: Path,
-                started: tuple[subprocess.Popen[bytes], IO[bytes]], spool: IO[bytes], key: str | None,
-                before: Fingerprint | None) -> Iterable[bytes]:
+    def _stream(self, start_response: StartResponse, git_dir: Path,
+                started: tuple[subprocess.Popen[bytes], IO[bytes]], spool: IO[bytes], keep: _Keeper | None,
+                before: Fingerprint) -> Iterable[bytes]:
         process, stderr = started
         feeder = threading.Thread(target=_feed, args=(process, spool), name="upload-pack-stdin", daemon=True)
         feeder.start()
         assert process.stdout is not None
-        stdout = process.stdout.fileno()
         try:
-            first = os.read(stdout, _PIPE_SIZE)
+            first = os.read(process.stdout.fileno(), _PIPE_SIZE)
             if not first:
                 returncode = process.wait()
                 if returncode != 0:
                     raise _refusal(git_dir, returncode, _tail(_read_all(stderr)))
         except BaseException:
+            if keep is not None:
+                keep.abort()
             _finish(process, feeder, stderr, spool)
             raise
         start_response("200 OK", _result_headers(None))
-        keep = self._keeper(git_dir, key, small=key is not None and _peek(spool, 64).find(b"command=ls-refs") >= 0)
-        return self._pipe(first, git_dir, process, feeder, stderr, spool, keep, key, before)
-
-    def _keeper(self, git_dir: Path, key: str | None, *, small: bool) -> _Keeper | None:
-        if key is None:
-            return None
-        if small:
-            return _MemoryKeeper(self.memory, key)
-        writer = self.packs.writer(git_dir, key)
-        return None if writer is None else writer
+        return self._pipe(first, git_dir, process, feeder, stderr, spool, keep, before)
 
     def _pipe(self, first: bytes, git_dir: Path, process: subprocess.Popen[bytes], feeder: threading.Thread,
-              stderr: IO[bytes], spool: IO[bytes], keep: _Keeper | None, key: str | None,
-              before: Fingerprint | None) -> Iterator[bytes]:
+              stderr: IO[bytes], spool: IO[bytes], keep: _Keeper | None, before: Fingerprint) -> Iterator[bytes]:
+        """Stream git's output; keep a copy if the answer is cacheable and the refs did not move meanwhile."""
         assert process.stdout is not None
         stdout = process.stdout.fileno()
         kept = False
@@ -273,13 +266,14 @@ class UploadPack:
             returncode = process.wait()
             if returncode != 0:
                 log.warning("git upload-pack exited %d in %s: %s", returncode, git_dir, _tail(_read_all(stderr)))
-            elif keep is not None and before is not None and self._unchanged(git_dir, before):
+            elif keep is not None and self._unchanged(git_dir, before):
                 keep.commit()
                 kept = True
         finally:
             if keep is not None and not kept:
                 keep.abort()
             _finish(process, feeder, stderr, spool)
+
 
 def _state_tag(fingerprint: Fingerprint) -> bytes:
     return hashlib.sha256(repr(fingerprint.stats).encode()).hexdigest().encode()
@@ -303,6 +297,10 @@ def _spool(body: BoundedBody) -> tuple[IO[bytes], bytes, int]:
         raise
     spool.seek(0)
     return spool, digest.digest(), size
+
+
+def _pkt_line(payload: bytes) -> bytes:
+    return b"%04x" % (len(payload) + 5) + payload + b"\n"
 
 
 def _peek(spool: IO[bytes], size: int) -> bytes:
