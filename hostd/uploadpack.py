@@ -16,7 +16,9 @@ to be unchanged):
   ref state, in memory: a no-op fetch forks nothing;
 - the whole response to a request without ``have`` lines (a full clone),
   on disk (:class:`hostd.gitcache.PackCache`): the next clone of the same
-  state is a file sent with ``sendfile``.
+  state is a file sent with ``sendfile``. Its key names the refs by
+  content (a digest of their advertisement, read again after git is done),
+  so it is right even in the racy second after a push.
 
 Pushes stay with dulwich (``hostd.gitapp``), which owns the ref updates.
 """
@@ -162,6 +164,10 @@ class UploadPack:
     def _unchanged(self, git_dir: Path, before: Fingerprint) -> bool:
         return not before.racy() and self.refs.fingerprint(git_dir) == before
 
+    def _state(self, git_dir: Path) -> bytes:
+        """The refs' content, as a digest of their advertisement: the same on every worker and host."""
+        return hashlib.sha256(self.advertisement(git_dir)).digest()
+
     def _run(self, git_dir: Path, protocol: str, args: list[str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
             [self.git, "upload-pack", "--stateless-rpc", *args, str(git_dir)],
@@ -179,11 +185,12 @@ class UploadPack:
         spool, digest, size = _spool(body)
         try:
             keep: _Keeper | None = None
-            fingerprint = self.refs.fingerprint(git_dir)
+            state = b""
             request = _peek(spool, size) if size <= _CLASSIFY_LIMIT else b""
-            # A racy state would not be cached: skip reading the refs for a key.
-            if not fingerprint.racy() and cacheable(request):
-                state = hashlib.sha256(self.advertisement(git_dir)).digest()
+            if cacheable(request):
+                # The key names the refs by content, so it holds even while
+                # the ref state is racy (then this reads the refs again).
+                state = self._state(git_dir)
                 key = cache_key(state, protocol.encode(), digest)
                 hit = self._cached(environ, start_response, git_dir, key)
                 if hit is not None:
@@ -195,7 +202,7 @@ class UploadPack:
         except BaseException:
             spool.close()
             raise
-        return self._stream(start_response, git_dir, started, spool, keep, fingerprint)
+        return self._stream(start_response, git_dir, started, spool, keep, state)
 
     def _cached(self, environ: WSGIEnviron, start_response: StartResponse, git_dir: Path,
                 key: str) -> Iterable[bytes] | None:
@@ -231,7 +238,7 @@ class UploadPack:
 
     def _stream(self, start_response: StartResponse, git_dir: Path,
                 started: tuple[subprocess.Popen[bytes], IO[bytes]], spool: IO[bytes], keep: _Keeper | None,
-                before: Fingerprint) -> Iterable[bytes]:
+                state: bytes) -> Iterable[bytes]:
         process, stderr = started
         feeder = threading.Thread(target=_feed, args=(process, spool), name="upload-pack-stdin", daemon=True)
         feeder.start()
@@ -248,10 +255,10 @@ class UploadPack:
             _finish(process, feeder, stderr, spool)
             raise
         start_response("200 OK", _result_headers(None))
-        return self._pipe(first, git_dir, process, feeder, stderr, spool, keep, before)
+        return self._pipe(first, git_dir, process, feeder, stderr, spool, keep, state)
 
     def _pipe(self, first: bytes, git_dir: Path, process: subprocess.Popen[bytes], feeder: threading.Thread,
-              stderr: IO[bytes], spool: IO[bytes], keep: _Keeper | None, before: Fingerprint) -> Iterator[bytes]:
+              stderr: IO[bytes], spool: IO[bytes], keep: _Keeper | None, state: bytes) -> Iterator[bytes]:
         """Stream git's output; keep a copy if the answer is cacheable and the refs did not move meanwhile."""
         assert process.stdout is not None
         stdout = process.stdout.fileno()
@@ -266,7 +273,7 @@ class UploadPack:
             returncode = process.wait()
             if returncode != 0:
                 log.warning("git upload-pack exited %d in %s: %s", returncode, git_dir, _tail(_read_all(stderr)))
-            elif keep is not None and self._unchanged(git_dir, before):
+            elif keep is not None and self._state(git_dir) == state:
                 keep.commit()
                 kept = True
         finally:

@@ -274,20 +274,33 @@ def test_full_clone_is_cached_on_disk_per_ref_state(
     assert len(os.listdir(git_dir / PACK_CACHE_DIR)) == 2
 
 
-def test_fetch_with_haves_and_racy_states_are_not_cached(
-        repo: tuple[RepoName, Path], served: tuple[webtest.TestApp, Counting]) -> None:
+def test_fetch_with_haves_is_not_cached(repo: tuple[RepoName, Path], served: tuple[webtest.TestApp, Counting]) -> None:
     _, git_dir = repo
     app, _ = served
     old = _run(git_dir, "rev-parse", "main")
     new = _new_commit(git_dir, "new")
-    _run(git_dir, "update-ref", "refs/heads/main", new)  # racy from now on
-    body = _pkt(b"want %s side-band-64k ofs-delta\n" % new.encode()) + b"0000" + _pkt(b"done\n")
-    assert b"PACK" in _post(app, body).body
+    _run(git_dir, "update-ref", "refs/heads/main", new)
     _age(git_dir)
     body = (_pkt(b"want %s side-band-64k ofs-delta\n" % new.encode()) + b"0000"
             + _pkt(b"have %s\n" % old.encode()) + _pkt(b"done\n"))
     assert b"PACK" in _post(app, body).body
     assert not (git_dir / PACK_CACHE_DIR).exists() or os.listdir(git_dir / PACK_CACHE_DIR) == []
+
+
+def test_a_clone_right_after_a_push_is_cached_by_the_refs_content(
+        repo: tuple[RepoName, Path], served: tuple[webtest.TestApp, Counting]) -> None:
+    """Within the racy second after a change the refs are read again for the key, not trusted by stat."""
+    _, git_dir = repo
+    app, native = served
+    new = _new_commit(git_dir, "new")
+    _run(git_dir, "update-ref", "refs/heads/main", new)  # racy from now on
+    first = _post(app, _clone_request(new))
+    assert b"PACK" in first.body
+    assert len(os.listdir(git_dir / PACK_CACHE_DIR)) == 1
+    runs = native.runs
+    _age(git_dir)  # the same refs, no longer racy: the same key
+    assert _post(app, _clone_request(new)).body == first.body
+    assert native.runs == runs + 1  # the advertisement (now cached), no upload-pack
 
 
 def test_ls_refs_is_cached_in_memory(repo: tuple[RepoName, Path], served: tuple[webtest.TestApp, Counting]) -> None:
