@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import socket
 import ssl
 import subprocess
@@ -101,7 +102,14 @@ class Stack:
         with socket.create_connection(self.settings.memcached_server, timeout=5) as conn:
             conn.sendall(b"flush_all\r\n")
             assert conn.recv(64).startswith(b"OK")
-        stack.haproxy_command(self.settings, "clear table https")
+        # Right after a reload the old HAProxy worker may still be handing
+        # its table to the new one (peers): clear until no count comes back.
+        for _ in range(50):
+            stack.haproxy_command(self.settings, "clear table https")
+            time.sleep(0.1)
+            if not re.search(r"\bgpc0=[1-9]", stack.haproxy_command(self.settings, "show table https")):
+                return
+        raise AssertionError("HAProxy's failed-login table keeps refilling")
 
     def seed_git(self, repo: str, work: Path, files: dict[str, bytes]) -> str:
         """Create git repository ``repo`` (OWNER/NAME) holding one commit of
