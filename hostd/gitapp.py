@@ -62,7 +62,7 @@ from hostd.accounts import Repo
 from hostd.gitbody import BoundedBody, RequestTooLarge, content_length, mib, prepare_body
 from hostd.pushlog import PushLog
 from hostd.responses import text_error
-from hostd.storage import Storage
+from hostd.storage import Storage, StorageError
 from hostd.uploadpack import UploadPack
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,10 @@ class GitApp:
         prepare_body(inner)
         body = BoundedBody(inner["wsgi.input"], limit, too_large, refuse_pack=announced > limit)
         inner["wsgi.input"] = body
-        git_dir = self.storage.path(repo.ref, "git")
+        try:
+            git_dir = self.storage.path(repo.ref, "git")
+        except StorageError:
+            raise text_error(exc.HTTPNotFound, "Repository not found.") from None
         if self.upload_pack is not None and not push and "git-receive-pack" not in inner.get("QUERY_STRING", ""):
             return self._native(inner, start_response, git_dir, body)
         backend = _OneRepository(git_dir, self._recorder(repo, environ), body)

@@ -28,7 +28,7 @@ from webob import exc
 from hostd import hgpushlog
 from hostd.accounts import Repo
 from hostd.responses import text_error
-from hostd.storage import Storage
+from hostd.storage import Storage, StorageError
 from singlemalt import Action, Target
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class HgApp:
             if repo is None:
                 raise OSError(path)
             app = self._hgweb_for(self.storage.path(repo.ref, "hg"))
-        except OSError:
+        except (OSError, StorageError):
             error = text_error(exc.HTTPNotFound, "repository not found")
             return error(environ, start_response)  # type: ignore[no-any-return]
         inner = dict(environ)

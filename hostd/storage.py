@@ -1,13 +1,15 @@
 """Where repositories live on disk, and creating and deleting them.
 
 Layout: ``<root>/OWNER/NAME.git`` (bare git) and ``<root>/OWNER/NAME`` (hg).
-Every path is built from a validated :class:`~hostd.names.RepoName` and then
-checked to resolve inside the root, so neither a bad name nor a symlink
-planted in the tree can point a pool at another directory.
+Every path is built from a validated :class:`~hostd.names.RepoName` and its
+two components below the root must not be symlinks, so neither a bad name
+nor a symlink planted in the tree can point a pool at another directory.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import secrets
 import shutil
 import subprocess
@@ -19,6 +21,8 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo as GitRepo
 
 from hostd.names import RepoName
+
+log = logging.getLogger(__name__)
 
 
 class StorageError(Exception):
@@ -32,11 +36,20 @@ class Storage:
         self.root = root.resolve()
 
     def path(self, ref: RepoName, vcs: str) -> Path:
-        """The directory of a repository, guaranteed to be inside the root."""
+        """The directory of a repository, guaranteed to be inside the root.
+
+        Asked on every request, so it checks two ``lstat`` results rather
+        than resolving the whole path (a dozen of them, ~4x the time).
+        """
         leaf = f"{ref.name}.git" if vcs == "git" else ref.name
-        path = (self.root / ref.owner / leaf).resolve()
-        if path.parent.parent != self.root:
-            raise StorageError(f"{ref} resolves outside the repository root")
+        owner = self.root / ref.owner
+        path = owner / leaf
+        # The root is resolved and both names are single validated path
+        # segments, so only a symlink at one of the two can lead elsewhere:
+        # refused even when it points back inside the root.
+        if os.path.islink(owner) or os.path.islink(path):
+            log.warning("refusing %s: %s or %s is a symlink", ref, owner, path)
+            raise StorageError(f"{ref}: a symlink in the repository tree")
         return path
 
     def create(self, ref: RepoName, vcs: str, *, readme: str | None = None) -> Path:

@@ -21,7 +21,7 @@ from hostd.accounts import Accounts, Repo
 from hostd.browse import Summary, git_summary, hg_summary
 from hostd.policy import RepositoryPolicy
 from hostd.responses import text_error
-from hostd.storage import Storage
+from hostd.storage import Storage, StorageError
 from singlemalt import Action, Allowed, Decision, Denied, Identity, Malformed, Target
 
 
@@ -90,9 +90,13 @@ class WebApp:
         if path == "/login":
             raise exc.HTTPSeeOther(location="/")
         repo = self.policy.resolve(path.strip("/"))
+        not_found = text_error(exc.HTTPNotFound, "No such page.")
         if repo is None:
-            raise text_error(exc.HTTPNotFound, "No such page.")
-        return self._repository(repo)
+            raise not_found
+        try:
+            return self._repository(repo)
+        except StorageError:
+            raise not_found from None
 
     def clone_url(self, repo: Repo) -> str:
         suffix = ".git" if repo.vcs == "git" else ""
