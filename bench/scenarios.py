@@ -55,8 +55,8 @@ class Plan:
     runs: int = 5
     #: Operations that take well under a second (no-op fetch and pull, the
     #: 50-commit pushes) are over in the time a neighbour's burst lasts: one
-    #: such burst moves a median of 5 by several percent, a median of 15 hardly.
-    quick_runs: int = 15
+    #: such burst moves a median of 5 by several percent, a median of 20 hardly.
+    quick_runs: int = 20
     large_runs: int = 3
     wrk_runs: int = 3
     wrk_seconds: float = 5.0

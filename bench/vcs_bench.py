@@ -63,8 +63,8 @@ INPUTS = PROJECT_ROOT / "var" / "bench" / "inputs"
 #: How long memcached keeps a verified password (singlemalt.VerificationCache's default ttl, as hostd wires it).
 VERIFICATION_TTL = 300
 #: Soft time limits per scenario (seconds): past it, the scenario ends with the round it is in.
-BUDGETS = {"clone": 150.0, "fetch-noop": 90.0, "info-refs": 150.0, "fetch-incremental": 90.0, "push": 90.0,
-           "push-big": 150.0, "hg": 180.0, "hg-pull": 90.0, "hg-push": 150.0, "concurrent": 200.0,
+BUDGETS = {"clone": 150.0, "fetch-noop": 90.0, "info-refs": 150.0, "fetch-incremental": 90.0, "push": 120.0,
+           "push-big": 150.0, "hg": 180.0, "hg-pull": 120.0, "hg-push": 180.0, "concurrent": 200.0,
            "maintain": 150.0, "clone-large": 300.0}
 
 
@@ -75,7 +75,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=",".join(sc.SCENARIOS),
                         help=f"comma-separated subset of: {', '.join(sc.SCENARIOS)}")
     parser.add_argument("--runs", type=int, default=None,
-                        help="runs per scenario (default 5, --quick 2); three times as many of the sub-second "
+                        help="runs per scenario (default 5, --quick 2); four times as many of the sub-second "
                              "operations, except with --quick")
     parser.add_argument("--no-large", action="store_true", help="skip the git/git-sized input and its clones")
     parser.add_argument("--inputs", type=Path, default=INPUTS, help="where the generated inputs are cached")
@@ -90,14 +90,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def make_plan(args: argparse.Namespace) -> sc.Plan:
-    """Run counts: 5 (15 of the sub-second operations; 3 for git/git-sized clones, wrk and concurrent clones);
+    """Run counts: 5 (20 of the sub-second operations; 3 for git/git-sized clones, wrk and concurrent clones);
     far fewer with --quick."""
     if args.quick:
         runs = args.runs or 2
         return sc.Plan(runs=runs, quick_runs=runs, large_runs=min(runs, 1), wrk_runs=min(runs, 2), wrk_seconds=2.0,
                        concurrent_clones=8, concurrent_runs=min(runs, 2), budgets=dict(BUDGETS))
     runs = args.runs or 5
-    return sc.Plan(runs=runs, quick_runs=3 * runs, large_runs=min(runs, 3), wrk_runs=min(runs, 3),
+    return sc.Plan(runs=runs, quick_runs=4 * runs, large_runs=min(runs, 3), wrk_runs=min(runs, 3),
                    concurrent_runs=min(runs, 3), budgets=dict(BUDGETS))
 
 
