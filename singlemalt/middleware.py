@@ -167,7 +167,7 @@ class SingleMalt:
     def _verify(self, request: _Request, credentials: Credentials) -> Identity:
         """Check credentials (after the throttle); refuse with 429 or 401."""
         address = request.client.address
-        if self.throttle is not None and self.throttle.blocked(address, request.user):
+        if self.throttle is not None and self.throttle.blocked(address, request.user, credentials):
             self._refuse(request, "throttled", "too many failed logins",
                          challenge.too_many_requests(self.throttle.lockout), level=logging.WARNING)
         identity = self.verifier.verify(credentials)
@@ -176,6 +176,8 @@ class SingleMalt:
                 self.throttle.record_failure(address, request.user)
             self._refuse(request, "challenge", "invalid credentials",
                          challenge.unauthorized(self.realm))
+        if self.throttle is not None:
+            self.throttle.passed(address, credentials)
         return identity
 
     def _apply_proxy(self, environ: WSGIEnvironment) -> Client:

@@ -32,6 +32,13 @@ def test_warm_cache_needs_no_slow_verification(results: list[Result]) -> None:
     assert by_case["memcached killed, cold in-process layer (local_ttl=0)"].slow_per_request == 1
 
 
+def test_warm_cache_makes_no_memcached_round_trip_per_request(results: list[Result]) -> None:
+    by_case = {result.case: result for result in results}
+    # The locks are read once per login per 2 s (recheck), not once per request.
+    assert by_case[WARM_CASE].memcached_ops_per_request < 0.5
+    assert by_case["  same, locks read on every request"].memcached_ops_per_request == 1
+
+
 def test_report_renders(results: list[Result]) -> None:
     text = part_a(results)
     assert "| case | requests | median µs |" in text

@@ -178,6 +178,19 @@ def test_locked_out_logins_get_429_without_a_password_check(world: World) -> Non
     world.client.get("/public/demo", status=200)  # anonymous requests are not throttled
 
 
+def test_a_login_that_just_passed_skips_the_lock_read_but_a_guess_does_not(
+    world: World, memcache: SafeMemcache
+) -> None:
+    world.client.get("/alice/x", headers=basic("alice", "alice-pw"), status=200)
+    # Another worker locks alice out from this address meanwhile.
+    other_worker = LoginThrottle(memcache, limit=3, address_limit=3)
+    for _ in range(3):
+        other_worker.record_failure(world.address, "alice")
+    world.client.get("/alice/x", headers=basic("alice", "alice-pw"), status=200)  # remembered
+    world.client.get("/alice/x", headers=basic("alice", "guess"), status=429)  # read: locked
+    world.client.get("/alice/x", headers=basic("alice", "alice-pw"), status=429)  # forgotten
+
+
 def test_anonymous_requests_never_count_as_failures(world: World) -> None:
     for _ in range(10):
         world.client.get("/alice/private", status=401)

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from singlemalt.credentials import BasicCredentials, BearerCredentials
 from singlemalt.memcache import SafeMemcache
-from singlemalt.throttle import LoginThrottle
+from singlemalt.throttle import LoginThrottle, _RecentPasses
 
 from .conftest import Memcached
 
@@ -139,3 +140,92 @@ def test_fails_open_without_memcached(memcached_factory: Callable[..., Memcached
 def test_bad_configuration(options: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         LoginThrottle(SafeMemcache(None), **options)
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+ALICE = BasicCredentials("alice", "correct horse")
+GUESS = BasicCredentials("alice", "hunter2")
+
+
+def _remembering(memcache: SafeMemcache) -> tuple[LoginThrottle, LoginThrottle, Clock, str]:
+    """A worker's throttle that let alice in a moment ago, another worker's, a clock and alice's address."""
+    clock = Clock()
+    here = LoginThrottle(memcache, limit=2, clock=clock)
+    elsewhere = LoginThrottle(memcache, limit=2)
+    address = unique("10.0.2")
+    assert not here.blocked(address, "alice", ALICE)
+    here.passed(address, ALICE)
+    for _ in range(2):  # another worker locks alice out from this address
+        elsewhere.record_failure(address, "alice")
+    return here, elsewhere, clock, address
+
+
+def test_a_login_that_passed_skips_the_lock_read_for_recheck_seconds(memcache: SafeMemcache) -> None:
+    here, elsewhere, clock, address = _remembering(memcache)
+    assert elsewhere.blocked(address, "alice", ALICE)
+    # The same password from the same address, moments later: not read.
+    clock.now += 1.9
+    assert not here.blocked(address, "alice", ALICE)
+    # Any other password (a guess), or the same one from elsewhere, is read.
+    assert here.blocked(address, "alice", GUESS)
+    assert not here.blocked(unique("10.0.3"), "alice", ALICE)
+    assert "correct horse" not in repr(here) and "remembered=" in repr(here)
+
+
+def test_a_pass_is_never_extended_by_a_pass_from_memory(memcache: SafeMemcache) -> None:
+    here, _elsewhere, clock, address = _remembering(memcache)
+    clock.now += 1.5
+    assert not here.blocked(address, "alice", ALICE)  # from memory
+    here.passed(address, ALICE)  # the request verified: still counts from the first read
+    clock.now += 0.6
+    assert here.blocked(address, "alice", ALICE)
+
+
+def test_a_failure_or_a_lock_seen_for_the_address_forgets_its_passes(memcache: SafeMemcache) -> None:
+    here, _elsewhere, _clock, address = _remembering(memcache)
+    here.record_failure(address, "bob")  # any failure from that address on this worker
+    assert here.blocked(address, "alice", ALICE)
+
+    here, _elsewhere, _clock, address = _remembering(memcache)
+    assert here.blocked(address, "alice", GUESS)  # the guess reads the lock...
+    assert here.blocked(address, "alice", ALICE)  # ...and the remembered pass is gone
+
+
+def test_a_failure_between_the_read_and_the_verification_cancels_the_pass(memcache: SafeMemcache) -> None:
+    clock = Clock()
+    throttle = LoginThrottle(memcache, limit=1, clock=clock)
+    address = unique("10.0.4")
+    assert not throttle.blocked(address, "alice", ALICE)
+    throttle.record_failure(address, "alice")  # a concurrent guess failed and locked the pair
+    throttle.passed(address, ALICE)
+    assert throttle.blocked(address, "alice", ALICE)
+
+
+def test_bearer_tokens_are_remembered_and_recheck_zero_always_reads(memcache: SafeMemcache) -> None:
+    token = BearerCredentials("sm_abc.def")
+    for recheck, remembered in ((2.0, True), (0.0, False)):
+        here = LoginThrottle(memcache, limit=1, address_limit=1, recheck=recheck)
+        address = unique("10.0.5")
+        assert not here.blocked(address, None, token)
+        here.passed(address, token)
+        LoginThrottle(memcache, limit=1, address_limit=1).record_failure(address, None)
+        assert here.blocked(address, None, token) is not remembered
+
+
+def test_passes_are_bounded_per_worker() -> None:
+    passes = _RecentPasses(2.0, Clock(), size=2)
+    proofs = [passes.proof(f"10.0.6.{n}", ALICE) for n in range(3)]
+    for number, proof in enumerate(proofs):
+        assert proof is not None
+        passes.checked(proof, f"10.0.6.{number}")
+        passes.confirm(proof)
+    assert [passes.recent(p) for p in proofs if p is not None] == [False, True, True]
