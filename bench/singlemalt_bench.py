@@ -58,6 +58,7 @@ def part_a(results: Sequence[singlemalt_inprocess.Result]) -> str:
         "format to /dev/null) around a trivial app, one request at a time. A worker remembers a "
         "login that read no lock and verified for 2 s, so a warm request makes no memcached round "
         "trip; the row that reads the locks every time shows what that round trip would cost.\n"
+        "The outage rows read the locks on every request (recheck=0), the worst case for the breaker. "
         "With memcached hung, the circuit breaker means one request waits for the 250 ms "
         "timeout and the rest pay nothing (`reqs > 125 ms` = 1); without it every request "
         "would wait twice. With memcached gone and a cold in-process layer, nothing remembers "
