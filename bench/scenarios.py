@@ -57,7 +57,7 @@ class Plan:
     #: 50-commit pushes) are over in the time a neighbour's burst lasts: one
     #: such burst moves a median of 5 by several percent, a median of 20 hardly.
     quick_runs: int = 20
-    large_runs: int = 3
+    large_runs: int = 5
     wrk_runs: int = 3
     wrk_seconds: float = 5.0
     concurrent_clones: int = 32
