@@ -227,17 +227,16 @@ def fetch_incremental(bench: Bench) -> None:
 def push(bench: Bench) -> None:
     """Push 50 commits, and one 100 MiB incompressible file, into a fresh copy of the flask repository."""
     client = bench.prepare_git_push_client()
-    _git_push(bench, client, "push", PUSH_50, "fifty", GIT_SIDES, bench.plan.quick_runs)
+    _git_push(bench, client, "push", PUSH_50, "fifty", bench.fifty, GIT_SIDES, bench.plan.quick_runs)
     # The floor's 100 MiB push is git receiving locally, the same work as the
     # reference's minus HTTP: ~10 s per run that would buy no comparison.
     bench.results.note(PUSH_BIG, FLOOR, "not run")
-    _git_push(bench, client, "push-big", PUSH_BIG, "big", HTTP_SIDES, bench.plan.runs)
+    _git_push(bench, client, "push-big", PUSH_BIG, "big", bench.big, HTTP_SIDES, bench.plan.runs)
 
 
-def _git_push(bench: Bench, client: Path, scenario: str, metric: Metric, branch: str, sides: Sequence[str],
-              runs: int) -> None:
-    """Push ``branch`` of ``client`` over the main branch of a fresh copy on each side; check it moved."""
-    tip = bench.runner.rev(client, f"refs/heads/{branch}")
+def _git_push(bench: Bench, client: Path, scenario: str, metric: Metric, branch: str, tip: str,
+              sides: Sequence[str], runs: int) -> None:
+    """Push ``branch`` (at ``tip``) of ``client`` over the main branch of a fresh copy on each side; check it moved."""
     for run, side in bench.rounds(scenario, sides, runs):
         name = f"push-{branch}-{side.key}-{run}"
         served = side.host.add_git(name, bench.flask_git)

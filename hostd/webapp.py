@@ -90,13 +90,12 @@ class WebApp:
         if path == "/login":
             raise exc.HTTPSeeOther(location="/")
         repo = self.policy.resolve(path.strip("/"))
-        not_found = text_error(exc.HTTPNotFound, "No such page.")
-        if repo is None:
-            raise not_found
-        try:
-            return self._repository(repo)
-        except StorageError:
-            raise not_found from None
+        if repo is not None:
+            try:
+                return self._repository(repo)
+            except StorageError:
+                pass  # a symlink in the tree: answered like a missing repository
+        raise text_error(exc.HTTPNotFound, "No such page.")
 
     def clone_url(self, repo: Repo) -> str:
         suffix = ".git" if repo.vcs == "git" else ""
