@@ -119,6 +119,10 @@ class CountingClient:
         self.calls += 1
         return self.inner.delete(key, noreply=noreply)
 
+    def touch(self, key: str, expire: int = 0, noreply: bool | None = None) -> Any:
+        self.calls += 1
+        return self.inner.touch(key, expire, noreply=noreply)
+
 
 class MemoryStore:
     """A CredentialStore in a dict: one user, no tokens."""

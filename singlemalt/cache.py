@@ -14,6 +14,11 @@ without ``secret`` the entries in memcached are useless for guessing
 passwords, and the credential version (which changes with the stored hash)
 makes a password change invalidate every entry at once.  Only successes are
 stored; the value is a constant, so no secret is in any key, value or log.
+
+The memcached expiry slides: a worker that finds an entry there (at most
+once per ``local_ttl``, after its own copy expires) renews it for another
+``ttl``.  A credential in steady use, such as a CI fleet's, therefore never
+needs a second slow check, while one unused for ``ttl`` is forgotten.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class VerificationCache:
                 return True
         if self._memcache is not None and self._memcache.get(key) == _VERIFIED:
             self._remember_locally(key, now)
+            self._memcache.touch(key, expire=self._ttl)
             return True
         return False
 

@@ -49,6 +49,8 @@ class MemcacheClient(Protocol):
 
     def delete(self, key: str, noreply: bool | None = None) -> Any: ...
 
+    def touch(self, key: str, expire: int = 0, noreply: bool | None = None) -> Any: ...
+
 
 #: ``"host:port"`` (or ``"unix:/path"``) of a server, a list of them, a client
 #: factory, or ``None`` (or an empty list) when memcached is not configured.
@@ -115,6 +117,11 @@ class SafeMemcache:
         """Remove a key; ``False`` if it was absent or on failure."""
         deleted = self._call("delete", False, lambda c: c.delete(key, noreply=False))
         return deleted is True
+
+    def touch(self, key: str, *, expire: int) -> bool:
+        """Give an existing key a new expiry; ``False`` if it was absent or on failure."""
+        touched = self._call("touch", False, lambda c: c.touch(key, expire, noreply=False))
+        return touched is True
 
     def _call(self, operation: str, default: _T, call: Callable[[MemcacheClient], _T]) -> _T:
         client = self._client

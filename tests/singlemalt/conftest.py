@@ -29,6 +29,15 @@ class Memcached:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def ttl(self, key: str) -> int:
+        """Seconds until ``key`` expires, read with memcached's meta get (-1: never, -2: absent)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(f"mg {key} t\r\n".encode())
+            reply = sock.recv(256).decode().split()
+        if reply[0] == "EN":
+            return -2
+        return int(next(flag[1:] for flag in reply[1:] if flag.startswith("t")))
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()

@@ -78,6 +78,23 @@ def test_expired_local_entry_falls_back_to_memcached(memcache: SafeMemcache) -> 
     assert cache.contains("alice", 1, "pw")
 
 
+def test_memcached_entry_in_use_is_renewed(shared_memcached: Memcached) -> None:
+    clock = FakeClock()
+    secret = SECRET + b"renewed"
+    memcache = SafeMemcache(shared_memcached.address)
+    VerificationCache(memcache, secret, ttl=60).add("alice", 1, "pw")
+    recording = Recording(PooledClient(shared_memcached.address))
+    worker = VerificationCache(SafeMemcache(lambda: recording), secret, ttl=900, local_ttl=30, clock=clock)
+    assert worker.contains("alice", 1, "pw")
+    (key,) = {args[0] for args in recording.seen}
+    assert 800 < shared_memcached.ttl(key) <= 900
+    clock.now += 29
+    assert worker.contains("alice", 1, "pw")  # answered locally: no second round trip
+    assert len(recording.seen) == 2
+    assert not worker.contains("alice", 1, "other")
+    assert shared_memcached.ttl(worker._key("alice", 1, "other") or "") == -2  # a miss creates nothing
+
+
 def test_local_size_is_bounded() -> None:
     cache = VerificationCache(None, SECRET, local_size=2)
     cache.add("a", 1, "pw")

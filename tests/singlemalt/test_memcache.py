@@ -40,6 +40,7 @@ def test_not_configured_is_always_a_miss(servers: Any) -> None:
     assert memcache.add("k", b"v") is False
     assert memcache.incr("k") is None
     assert memcache.delete("k") is False
+    assert memcache.touch("k", expire=60) is False
 
 
 def test_operations(memcache: SafeMemcache) -> None:
@@ -54,9 +55,20 @@ def test_operations(memcache: SafeMemcache) -> None:
     assert memcache.get(k) == b"7"
     assert memcache.set(k, b"value", expire=60)
     assert memcache.get(k) == b"value"
+    assert memcache.touch(k, expire=600)
     assert memcache.delete(k)
     assert not memcache.delete(k)
+    assert not memcache.touch(k, expire=600)
     assert memcache.get(k) is None
+
+
+def test_touch_sets_a_new_expiry(shared_memcached: Memcached) -> None:
+    memcache = SafeMemcache(shared_memcached.address)
+    k = key()
+    assert memcache.set(k, b"v", expire=60)
+    assert shared_memcached.ttl(k) <= 60
+    assert memcache.touch(k, expire=900)
+    assert 800 < shared_memcached.ttl(k) <= 900
 
 
 def test_list_of_one_server_and_client_kinds(shared_memcached: Memcached) -> None:
@@ -116,6 +128,7 @@ def test_memcached_killed_mid_test(
         assert memcache.add(k, b"v") is False
         assert memcache.incr(k) is None
         assert memcache.delete(k) is False
+        assert memcache.touch(k, expire=60) is False
     assert time.monotonic() - started < 0.5  # the breaker is open: nothing is attempted
     assert len(caplog.records) == 1
     assert "bypassing memcached for 10s" in caplog.records[0].getMessage()

@@ -16,6 +16,8 @@ from singlemalt.store import TokenRecord, UserRecord
 from singlemalt.tokens import IssuedToken, new_token
 from singlemalt.verify import Verifier
 
+from .test_singleflight import eventually
+
 NOW = 1_700_000_000.0
 
 
@@ -40,6 +42,20 @@ class RecordingHasher(PasswordHasher):
 
     def verify(self, password: str, password_hash: str) -> bool:
         self.against.append(password_hash)
+        return super().verify(password, password_hash)
+
+
+class GatedHasher(PasswordHasher):
+    """The cheap hasher, holding every verification until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1)
+        self.entered = threading.Semaphore(0)
+        self.gate = threading.Event()
+
+    def verify(self, password: str, password_hash: str) -> bool:
+        self.entered.release()
+        assert self.gate.wait(10)
         return super().verify(password, password_hash)
 
 
@@ -202,3 +218,44 @@ def test_counter_is_thread_safe(store: DummyStore, hasher: PasswordHasher) -> No
 def test_repr_has_no_secrets(verifier: Verifier) -> None:
     assert "alice-pw" not in repr(verifier)
     assert repr(verifier).startswith("<Verifier store=")
+
+
+def test_a_burst_of_one_uncached_credential_costs_one_slow_verification(store: DummyStore) -> None:
+    """32 clones of a CI fleet starting together: one argon2, not 32 competing for the cores."""
+    hasher = GatedHasher()
+    verifier = Verifier(store, cache=VerificationCache(None, b"x" * 32), hasher=hasher)
+    results: list[Identity | None] = []
+
+    def login() -> None:
+        results.append(verifier.verify(BasicCredentials("alice", "alice-pw")))
+
+    threads = [threading.Thread(target=login) for _ in range(8)]
+    threads[0].start()
+    assert hasher.entered.acquire(timeout=10)
+    for thread in threads[1:]:
+        thread.start()
+    key = verifier._flight_key("alice", 1, "alice-pw")
+    assert eventually(lambda: verifier._flights.pending(key) == 8)
+    assert not hasher.entered.acquire(blocking=False)  # nobody else is hashing
+    hasher.gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert results == [Identity("alice", "password", Scope.WRITE)] * 8
+    assert verifier.slow_verifications == 1
+
+
+def test_a_guess_never_waits_for_the_real_users_verification(store: DummyStore) -> None:
+    hasher = GatedHasher()
+    verifier = Verifier(store, cache=VerificationCache(None, b"x" * 32), hasher=hasher)
+    results: list[Identity | None] = []
+    real = threading.Thread(target=lambda: results.append(verifier.verify(BasicCredentials("alice", "alice-pw"))))
+    guess = threading.Thread(target=lambda: results.append(verifier.verify(BasicCredentials("alice", "guess"))))
+    real.start()
+    assert hasher.entered.acquire(timeout=10)
+    guess.start()
+    assert hasher.entered.acquire(timeout=10)  # the guess is hashing while the real login still is
+    hasher.gate.set()
+    real.join(10)
+    guess.join(10)
+    assert sorted(results, key=repr) == sorted([None, Identity("alice", "password", Scope.WRITE)], key=repr)
+    assert verifier.slow_verifications == 2
