@@ -90,14 +90,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def make_plan(args: argparse.Namespace) -> sc.Plan:
-    """Run counts: 5 (20 of the sub-second operations; 3 for wrk and concurrent clones);
+    """Run counts: 5 (20 of the sub-second operations; 3 rounds of concurrent clones);
     far fewer with --quick."""
     if args.quick:
         runs = args.runs or 2
         return sc.Plan(runs=runs, quick_runs=runs, large_runs=min(runs, 1), wrk_runs=min(runs, 2), wrk_seconds=2.0,
                        concurrent_clones=8, concurrent_runs=min(runs, 2), budgets=dict(BUDGETS))
     runs = args.runs or 5
-    return sc.Plan(runs=runs, quick_runs=4 * runs, large_runs=runs, wrk_runs=min(runs, 3),
+    return sc.Plan(runs=runs, quick_runs=4 * runs, large_runs=runs, wrk_runs=runs,
                    concurrent_runs=min(runs, 3), budgets=dict(BUDGETS))
 
 
