@@ -11,6 +11,7 @@ read access, exactly like repositories that do not exist.
 from __future__ import annotations
 
 import html
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -23,6 +24,8 @@ from hostd.policy import RepositoryPolicy
 from hostd.responses import text_error
 from hostd.storage import Storage, StorageError
 from singlemalt import Action, Allowed, Decision, Denied, Identity, Malformed, Target
+
+log = logging.getLogger(__name__)
 
 
 def classify_web(environ: dict[str, Any]) -> Target | Malformed:
@@ -94,7 +97,7 @@ class WebApp:
             try:
                 return self._repository(repo)
             except StorageError:
-                pass  # a symlink in the tree: answered like a missing repository
+                pass  # a symlink in the tree, or no directory: answered like an unknown repository
         raise text_error(exc.HTTPNotFound, "No such page.")
 
     def clone_url(self, repo: Repo) -> str:
@@ -120,6 +123,9 @@ class WebApp:
 
     def _repository(self, repo: Repo) -> Response:
         path = self.storage.path(repo.ref, repo.vcs)
+        if not path.is_dir():
+            log.warning("%s is registered but %s is missing", repo.ref, path)
+            raise StorageError(f"{repo.ref}: no repository directory")
         summary: Summary = git_summary(path) if repo.vcs == "git" else hg_summary(path)
         clone = f"git clone {self.clone_url(repo)}" if repo.vcs == "git" else f"hg clone {self.clone_url(repo)}"
         parts = [f"<h1>{html.escape(str(repo.ref))}</h1>",

@@ -42,6 +42,16 @@ def test_unknown_page_is_not_found(site: Site) -> None:
     _app(site).get("/a/b/c", status=404)
 
 
+@pytest.mark.parametrize("vcs", ["git", "hg"])
+def test_registered_repository_without_a_directory_is_not_found(
+    site: Site, vcs: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = site.repo("alice", "gone", vcs, public=True)
+    site.storage.delete(ref, vcs)
+    assert "No such page" in _app(site).get("/alice/gone", status=404).text
+    assert "alice/gone is registered but" in caplog.text
+
+
 def test_login_redirects_home(site: Site) -> None:
     assert _app(site, "bob").get("/login", status=303).location.endswith("/")
 
