@@ -3,12 +3,14 @@
 The supervisor passes ``--bind`` and ``--name`` per pool; the rest is here.
 Workers are threaded (gthread): the master's liveness timeout then measures
 the worker's main loop, not a request, so a clone that streams for an hour
-is not killed, while a wedged worker still is.
+is not killed, while a wedged worker still is.  Our subclass of it only
+accepts connections while it has a free thread (hostd/threadworker.py), so
+a request never waits behind another worker's long clones.
 """
 
 import os
 
-worker_class = "gthread"
+worker_class = "hostd.threadworker.BalancedThreadWorker"
 workers = int(os.environ.get("HOSTD_WORKERS", "2"))
 threads = int(os.environ.get("HOSTD_THREADS", "4"))
 timeout = 60
