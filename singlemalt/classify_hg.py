@@ -23,9 +23,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl
 
-from mercurial import wireprotov1server
-from mercurial.hgweb import webcommands
-
 from singlemalt.target import Action, Malformed, Target, repository_path
 
 if TYPE_CHECKING:
@@ -45,6 +42,12 @@ def classify_hg(environ: WSGIEnvironment) -> Target | Malformed:
     repository = repository_path(path) if isinstance(path, str) else Malformed("unsafe path")
     if isinstance(repository, Malformed):
         return repository
+    # Mercurial is imported on first use, not with singlemalt: it takes
+    # ~0.4 s, which a git-only application (and every hostd command) should
+    # not pay.  Later imports are a dictionary lookup.
+    from mercurial import wireprotov1server
+    from mercurial.hgweb import webcommands
+
     try:
         query = _params(_latin1(environ.get("QUERY_STRING", "")))
         cmd = query.get(b"cmd")
@@ -69,6 +72,8 @@ def wire_action(cmd: bytes) -> Action:
     hgweb's ``checkperm`` treats anything but ``pull`` as needing push
     rights, and so does this.
     """
+    from mercurial import wireprotov1server
+
     command = wireprotov1server.commands.get(cmd)
     if command is None:
         return Action.WRITE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -241,3 +243,10 @@ def test_batch_is_write_iff_any_op_pushes(ops: list[bytes]) -> None:
     else:
         pushes = any(EXPECTED_WIRE_PERMISSIONS[op] == b"push" for op in ops)
         assert result == Target(REPO, Action.WRITE if pushes else Action.READ, "hg:batch")
+
+
+def test_importing_singlemalt_does_not_import_mercurial() -> None:
+    """A git-only application mounting singlemalt does not pay Mercurial's ~0.4 s import."""
+    probe = "import sys, singlemalt; print(sorted(m for m in sys.modules if m.startswith('mercurial')))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
