@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -44,7 +45,15 @@ class Memcached:
             self.process.wait(timeout=10)
 
     def pause(self) -> None:
+        """SIGSTOP, and wait until every thread has stopped: a thread running on
+        another core when the signal is sent can still answer a request."""
         os.kill(self.process.pid, signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        deadline = time.monotonic() + 10
+        while any((task / "stat").read_text().rsplit(")", 1)[1].split()[0] != "T" for task in tasks.iterdir()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("memcached did not stop")
+            time.sleep(0.005)
 
     def resume(self) -> None:
         os.kill(self.process.pid, signal.SIGCONT)
