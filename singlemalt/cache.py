@@ -23,15 +23,17 @@ needs a second slow check, while one unused for ``ttl`` is forgotten.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from singlemalt.memcache import SafeMemcache
+from singlemalt.singleflight import SingleFlight
 
 _PREFIX: Final = "sm:v:"
 _VERIFIED: Final = b"1"
@@ -61,6 +63,7 @@ class VerificationCache:
         self._clock = clock
         self._local: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        self._flights = SingleFlight()
 
     def __repr__(self) -> str:
         return f"<VerificationCache ttl={self._ttl} local={len(self._local)}/{self._local_size}>"
@@ -81,6 +84,17 @@ class VerificationCache:
             self._memcache.touch(key, expire=self._ttl)
             return True
         return False
+
+    @contextlib.contextmanager
+    def turn(self, username: str, version: int, password: str) -> Iterator[None]:
+        """Wait while another thread checks this exact credential (see :mod:`singlemalt.singleflight`).
+
+        Keyed by the cache key, so a guesser's wrong passwords never make the
+        real user's requests wait; a credential that is never cached takes no turn.
+        """
+        key = self._key(username, version, password)
+        with self._flights.turn(key) if key is not None else contextlib.nullcontext():
+            yield
 
     def add(self, username: str, version: int, password: str) -> None:
         """Record a successful verification (never call this for a failure)."""

@@ -1,7 +1,7 @@
 """One thread at a time per key, so a slow job is done once and the others reuse it.
 
-The verifier runs each uncached password check under :meth:`SingleFlight.turn`
-for that credential.  When a CI fleet starts 32 clones at once with a
+The verifier runs each uncached password check under its verification cache's turn
+(:meth:`SingleFlight.turn` on the cache key).  When a CI fleet starts 32 clones at once with a
 password the cache does not hold yet, one request pays for argon2 and the
 others, waiting their turn, find its success in the verification cache
 instead of 32 hashes competing for the worker's cores::

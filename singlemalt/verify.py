@@ -12,7 +12,7 @@ Password checks are deliberately slow (argon2), so the verifier keeps them
 to one per login: a verification cache skips them for repeated requests,
 and an unknown user costs one slow check too, so response times do not
 reveal which usernames exist.  Concurrent requests with the same uncached
-credential take turns (:mod:`singlemalt.singleflight`), so a burst of them
+credential take turns (:meth:`VerificationCache.turn`), so a burst of them
 costs one slow check, not one each.  ``slow_verifications`` counts them, and each
 one is logged at INFO (``slow password verification user='alice'``), so the
 count can be observed from outside a worker process too.
@@ -24,10 +24,7 @@ re-exported here.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +34,6 @@ from singlemalt.cache import VerificationCache
 from singlemalt.credentials import BearerCredentials, Credentials
 from singlemalt.identity import PASSWORD, TOKEN, Identity, Scope
 from singlemalt.passwords import PasswordHasher, hash_password
-from singlemalt.singleflight import SingleFlight
 from singlemalt.store import CredentialStore, HtpasswdStore, TokenRecord, UserRecord
 from singlemalt.tokens import hash_token_secret, parse_token, verify_token_secret
 
@@ -83,8 +79,6 @@ class Verifier:
         # cost as the last real one, so they cost what a known user costs
         # even when the store holds cheaper bcrypt hashes than our argon2.
         self._reference_hash = self._hasher.dummy_hash
-        self._flights = SingleFlight()
-        self._flight_secret = os.urandom(32)
 
     def __repr__(self) -> str:
         return f"<Verifier store={self._store!r} cache={self._cache!r}>"
@@ -115,9 +109,7 @@ class Verifier:
             return identity if self._check_stored(username, password, user.password_hash) else None
         if cache.contains(username, version, password):
             return identity
-        # The turn is per exact credential, so a guesser's wrong passwords
-        # never make the real user's requests wait.
-        with self._flights.turn(self._flight_key(username, version, password)):
+        with cache.turn(username, version, password):
             if cache.contains(username, version, password):
                 return identity
             if not self._check_stored(username, password, user.password_hash):
@@ -132,11 +124,6 @@ class Verifier:
             return False
         self._reference_hash = password_hash
         return self._slow_verify(username, password, password_hash)
-
-    def _flight_key(self, username: str, version: int, password: str) -> bytes:
-        """The credential's turn key: a keyed digest, so no password sits in the table."""
-        message = f"{username}\0{version}\0{password}".encode("utf-8", "surrogatepass")
-        return hmac.new(self._flight_secret, message, hashlib.sha256).digest()
 
     def _verify_token(self, text: str, username: str | None) -> Identity | None:
         parsed = parse_token(text)

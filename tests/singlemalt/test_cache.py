@@ -115,6 +115,8 @@ def test_usernames_with_nul_are_never_cached() -> None:
     cache = VerificationCache(None, SECRET)
     cache.add("a\0", 1, "pw")
     assert not cache.contains("a\0", 1, "pw")
+    with cache.turn("a\0", 1, "pw"):
+        assert repr(cache._flights) == "<SingleFlight keys=0>"  # never cached: no turn to wait for
 
 
 def test_no_secret_in_keys_values_or_repr(shared_memcached: Memcached) -> None:

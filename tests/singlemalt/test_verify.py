@@ -223,7 +223,8 @@ def test_repr_has_no_secrets(verifier: Verifier) -> None:
 def test_a_burst_of_one_uncached_credential_costs_one_slow_verification(store: DummyStore) -> None:
     """32 clones of a CI fleet starting together: one argon2, not 32 competing for the cores."""
     hasher = GatedHasher()
-    verifier = Verifier(store, cache=VerificationCache(None, b"x" * 32), hasher=hasher)
+    cache = VerificationCache(None, b"x" * 32)
+    verifier = Verifier(store, cache=cache, hasher=hasher)
     results: list[Identity | None] = []
 
     def login() -> None:
@@ -234,8 +235,8 @@ def test_a_burst_of_one_uncached_credential_costs_one_slow_verification(store: D
     assert hasher.entered.acquire(timeout=10)
     for thread in threads[1:]:
         thread.start()
-    key = verifier._flight_key("alice", 1, "alice-pw")
-    assert eventually(lambda: verifier._flights.pending(key) == 8)
+    key = cache._key("alice", 1, "alice-pw")
+    assert eventually(lambda: cache._flights.pending(key) == 8)
     assert not hasher.entered.acquire(blocking=False)  # nobody else is hashing
     hasher.gate.set()
     for thread in threads:
