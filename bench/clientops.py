@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.common import BenchError
+from bench.interference import Monitor
 from tests.e2e.stackfixture import VENV_BIN, Clients
 
 #: Fixed author and date: the generated commits are byte-identical in every run.
@@ -30,10 +31,11 @@ WRK_ERRORS = re.compile(r"Socket errors:\s+connect (\d+), read (\d+), write (\d+
 
 
 class Runner:
-    """git and hg under the benchmark's client environment."""
+    """git and hg under the benchmark's client environment; timed commands are spans of ``monitor``."""
 
-    def __init__(self, clients: Clients) -> None:
+    def __init__(self, clients: Clients, monitor: Monitor) -> None:
         self.clients = clients
+        self.monitor = monitor
 
     def run(self, *args: str, cwd: Path | None = None, timeout: float = 600,
             input_bytes: bytes | None = None) -> str:
@@ -55,14 +57,14 @@ class Runner:
         return self.run(str(VENV_BIN / "hg"), *args, cwd=cwd, timeout=timeout)
 
     def timed_git(self, *args: str, cwd: Path | None = None, timeout: float = 600) -> float:
-        start = time.perf_counter()
-        self.git(*args, cwd=cwd, timeout=timeout)
-        return time.perf_counter() - start
+        with self.monitor.span() as span:
+            self.git(*args, cwd=cwd, timeout=timeout)
+        return span.wall
 
     def timed_hg(self, *args: str, cwd: Path | None = None, timeout: float = 600) -> float:
-        start = time.perf_counter()
-        self.hg(*args, cwd=cwd, timeout=timeout)
-        return time.perf_counter() - start
+        with self.monitor.span() as span:
+            self.hg(*args, cwd=cwd, timeout=timeout)
+        return span.wall
 
     # -- what a repository holds -------------------------------------------------
 

@@ -66,6 +66,17 @@ class Results:
     def add(self, metric: Metric, side: str, value: float) -> None:
         self.samples.setdefault((metric, side), []).append(value)
 
+    def mark(self) -> dict[tuple[Metric, str], int]:
+        """How many samples each cell holds now, for :meth:`rollback`."""
+        return {key: len(values) for key, values in self.samples.items()}
+
+    def rollback(self, mark: dict[tuple[Metric, str], int]) -> None:
+        """Drop every sample added since ``mark`` (a round that is taken again)."""
+        for key in list(self.samples):
+            del self.samples[key][mark.get(key, 0):]
+            if not self.samples[key]:
+                del self.samples[key]
+
     def note(self, metric: Metric, side: str, text: str) -> None:
         """Say why a cell is empty (shown instead of a number)."""
         self.notes[(metric, side)] = text
@@ -174,14 +185,11 @@ def render(results: Results, targets: Sequence[Target], *, title: str, preamble:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def alternation(sides: Sequence[str], runs: int) -> list[tuple[int, str]]:
-    """The order runs are taken in: every side once per run, reversed on odd runs.
+def round_order(sides: Sequence[str], number: int) -> list[str]:
+    """The order of the sides in round ``number``: as given, reversed in every odd round.
 
     Interleaving the sides spreads the machine's noise over all of them;
-    reversing every other run (ABBA) also cancels what running first or last
-    in a round does (a cold page cache, a neighbour's burst).
+    reversing every other round (ABBA) also cancels what running first or
+    last in a round does (a cold page cache, a neighbour's burst).
     """
-    order: list[tuple[int, str]] = []
-    for run in range(runs):
-        order += [(run, side) for side in (sides if run % 2 == 0 else list(reversed(sides)))]
-    return order
+    return list(sides) if number % 2 == 0 else list(reversed(sides))

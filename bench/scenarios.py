@@ -3,9 +3,11 @@
 Each scenario takes the :class:`Bench` (sides, clients, plan, results),
 measures, checks what it measured (a clone has every ref at the right
 commit, a push moved the branch) and adds samples to the results.  Rounds
-alternate the sides (see :func:`bench.report.alternation`); a scenario past
-its time budget finishes the round it is in and stops, so a very slow side
-cannot make the whole run unbounded, and the report shows the run counts.
+alternate the sides (see :func:`bench.report.round_order`); a round that
+another process disturbed is taken again (:meth:`Bench.rounds`); a
+scenario past its time budget finishes the round it is in and stops, so a
+very slow side cannot make the whole run unbounded, and the report shows
+the run counts.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 
 from bench.clientops import Runner, get_seconds, wrk
 from bench.common import BenchError
+from bench.interference import Monitor, Span
 from bench.procmem import PeakSampler, ProcessTable, process_table
-from bench.report import FLOOR, OURS_POOL, OURS_TLS, REF_PLAIN, REF_TLS, Metric, Results, alternation
+from bench.report import FLOOR, OURS_POOL, OURS_TLS, REF_PLAIN, REF_TLS, Metric, Results, round_order
 from bench.sides import OWNER, FloorHost, OursHost, RefHost, Side
 
 GIT_SIDES = (OURS_TLS, REF_TLS, OURS_POOL, REF_PLAIN, FLOOR)
@@ -91,6 +94,7 @@ class Bench:
     plan: Plan
     ca: Path
     memory: dict[str, Callable[[ProcessTable], int]]
+    monitor: Monitor
     main_ref: str = ""
     base: str = ""
     push_client: Path | None = None
@@ -100,17 +104,44 @@ class Bench:
     hg_fifty: str = ""
 
     def rounds(self, scenario: str, sides: Sequence[str], runs: int) -> Iterator[tuple[int, Side]]:
-        """(run, side) in alternation, stopping at a run boundary once over the scenario's budget."""
-        start = time.monotonic()
+        """(round, side): ``runs`` rounds of every side, in ABBA order (:func:`round_order`).
+
+        A round in which other processes or the hypervisor took a noticeable
+        share of a core from any timed operation (:mod:`bench.interference`)
+        is dropped, samples and all, and taken again: at most ``runs`` times
+        per scenario, so a machine that is never quiet still ends.  Dropped
+        rounds do not count against the scenario's budget; past the budget,
+        the scenario stops at a round boundary.  Remarks say what was dropped.
+        """
         budget = self.plan.budgets.get(scenario, float("inf"))
-        for run, key in alternation(sides, runs):
-            if run > 0 and key == (sides[0] if run % 2 == 0 else sides[-1]):
-                elapsed = time.monotonic() - start
-                if elapsed > budget:
-                    self.results.remarks.append(
-                        f"{scenario}: stopped after {run} of {runs} runs ({elapsed:.0f}s, budget {budget:.0f}s)")
-                    return
-            yield run, self.sides[key]
+        start, dropped_seconds = time.monotonic(), 0.0
+        kept = number = 0
+        dropped: list[Span] = []
+        kept_disturbed = 0
+        while kept < runs:
+            elapsed = time.monotonic() - start - dropped_seconds
+            if kept > 0 and elapsed > budget:
+                self.results.remarks.append(
+                    f"{scenario}: stopped after {kept} of {runs} runs ({elapsed:.0f}s, budget {budget:.0f}s)")
+                break
+            mark, began = self.results.mark(), time.monotonic()
+            self.monitor.take()
+            for key in round_order(sides, number):
+                yield number, self.sides[key]
+            number += 1
+            disturbed = [span for span in self.monitor.take() if span.disturbed]
+            if disturbed and len(dropped) < runs:
+                self.results.rollback(mark)
+                dropped.append(max(disturbed, key=lambda span: span.others / span.wall))
+                dropped_seconds += time.monotonic() - began
+                continue
+            kept += 1
+            kept_disturbed += bool(disturbed)
+        if dropped:
+            worst = ", ".join(f"{span.others:.2f} core-s in {span.wall:.2f} s" for span in dropped)
+            self.results.remarks.append(
+                f"{scenario}: {len(dropped)} round(s) taken again; others took {worst}"
+                + (f"; {kept_disturbed} disturbed round(s) kept (limit of repeats reached)" if kept_disturbed else ""))
 
     def scratch(self, name: str) -> Path:
         path = self.work / name
@@ -210,8 +241,9 @@ def info_refs(bench: Bench) -> None:
             get_seconds(side.git_url(repo) + INFO_REFS, side.authorization, bench.ca,
                         expect=b"001e# service=git-upload-pack")
         for _run, side in bench.rounds("info-refs", HTTP_SIDES, bench.plan.wrk_runs):
-            bench.results.add(metric, side.key, wrk(side.git_url(repo) + INFO_REFS, bench.plan.wrk_seconds,
-                                                    side.authorization))
+            with bench.monitor.span():
+                rate = wrk(side.git_url(repo) + INFO_REFS, bench.plan.wrk_seconds, side.authorization)
+            bench.results.add(metric, side.key, rate)
 
 
 def fetch_incremental(bench: Bench) -> None:
@@ -299,15 +331,15 @@ def concurrent(bench: Bench) -> None:
         expected = bench.runner.served_refs(side.host.git_dir(FLASK))
         root = bench.scratch("concurrent")
         root.mkdir()
-        start = time.perf_counter()
         processes: list[subprocess.Popen[Any]] = []
-        for number in range(count):
-            with (root / f"{number}.err").open("wb") as errors:
-                processes.append(subprocess.Popen(
-                    ["git", *clone_args(side, side.git_url(FLASK), root / str(number))],
-                    env=bench.runner.clients.env, stdout=subprocess.DEVNULL, stderr=errors))
-        codes = [process.wait(timeout=1800) for process in processes]
-        seconds = time.perf_counter() - start
+        with bench.monitor.span() as span:
+            for number in range(count):
+                with (root / f"{number}.err").open("wb") as errors:
+                    processes.append(subprocess.Popen(
+                        ["git", *clone_args(side, side.git_url(FLASK), root / str(number))],
+                        env=bench.runner.clients.env, stdout=subprocess.DEVNULL, stderr=errors))
+            codes = [process.wait(timeout=1800) for process in processes]
+        seconds = span.wall
         failures = [number for number, code in enumerate(codes) if code != 0]
         for number in set(range(count)) - set(failures):
             bench.runner.check_clone(root / str(number), expected)
@@ -356,7 +388,9 @@ def _advertise(bench: Bench, group: str, state: str) -> None:
         for _ in range(3):
             seconds = get_seconds(url, side.authorization, bench.ca, expect=b"001e# service=git-upload-pack")
             bench.results.add(latency, side.key, seconds * 1000)
-        bench.results.add(rate, side.key, wrk(url, bench.plan.wrk_seconds, side.authorization))
+        with bench.monitor.span():
+            requests = wrk(url, bench.plan.wrk_seconds, side.authorization)
+        bench.results.add(rate, side.key, requests)
 
 
 #: Scenario name (for ``--scenarios``) -> function, in the order they run.

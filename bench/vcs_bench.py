@@ -37,6 +37,7 @@ from pathlib import Path
 from bench import scenarios as sc
 from bench.clientops import Runner
 from bench.common import BenchError, machine
+from bench.interference import SHARE, SLACK, Monitor, OwnCgroup
 from bench.procmem import ProcessTable, cgi_tree, process_table, worker_trees
 from bench.refservers import ReferenceServers, versions
 from bench.repogen import BenchInputs, ensure_inputs
@@ -241,12 +242,13 @@ class Outcome:
     results: Results
     plan: sc.Plan
     timings: Timings
+    monitor: Monitor
     slow: int | None = None
     traffic_seconds: float = 0.0
     pool: str = "?"
 
 
-def start(inputs: BenchInputs, plan: sc.Plan, results: Results,
+def start(inputs: BenchInputs, plan: sc.Plan, results: Results, monitor: Monitor,
           cleanup: contextlib.ExitStack) -> tuple[Stack, sc.Bench]:
     """Our stack and the reference servers up (stopped by ``cleanup``), each with its copies of the inputs."""
     with contextlib.redirect_stdout(sys.stderr):
@@ -264,13 +266,13 @@ def start(inputs: BenchInputs, plan: sc.Plan, results: Results,
     provision(inputs, ours, ref, floor)
     clients = Clients(WORK / "home", running.settings.tls_dir / "ca.pem")
     configure_credentials(clients, ours, ref)
-    runner = Runner(clients)
+    runner = Runner(clients, monitor)
     main_ref = runner.default_branch(inputs.flask_git)
     bench = sc.Bench(
         flask_git=inputs.flask_git, large_git=inputs.large_git, refs_git=inputs.refs_git, flask_hg=inputs.flask_hg,
         runner=runner, results=results, sides=make_sides(ours, ref, floor), ours=ours, ref=ref, floor=floor,
         work=WORK / "clients", plan=plan, ca=clients.ca,
-        memory=memory_measures(_git_master(running), servers.fcgiwrap_pid),
+        memory=memory_measures(_git_master(running), servers.fcgiwrap_pid), monitor=monitor,
         main_ref=main_ref, base=runner.rev(inputs.flask_git, main_ref))
     bench.work.mkdir()
     return running, bench
@@ -278,18 +280,21 @@ def start(inputs: BenchInputs, plan: sc.Plan, results: Results,
 
 def run(args: argparse.Namespace) -> Outcome:
     """Set everything up, run the chosen scenarios (a failing one is reported, the next one runs), tear down."""
-    outcome = Outcome(Results(), make_plan(args), Timings())
-    results, timings = outcome.results, outcome.timings
-    with timings.phase("inputs (bench.repogen, cached)"):
-        inputs = ensure_inputs(args.inputs, large=not (args.quick or args.no_large))
-    if WORK.exists():
-        shutil.rmtree(WORK)
-    WORK.mkdir(parents=True)
     with contextlib.ExitStack() as cleanup:
+        cgroup = OwnCgroup.enter()  # before anything is started, so that all of it is accounted there
+        if cgroup is not None:
+            cleanup.callback(cgroup.leave)  # last, once every server has stopped
+        outcome = Outcome(Results(), make_plan(args), Timings(), Monitor(cgroup))
+        results, timings = outcome.results, outcome.timings
+        with timings.phase("inputs (bench.repogen, cached)"):
+            inputs = ensure_inputs(args.inputs, large=not (args.quick or args.no_large))
+        if WORK.exists():
+            shutil.rmtree(WORK)
+        WORK.mkdir(parents=True)
         if not args.keep:
             cleanup.callback(shutil.rmtree, WORK, True)
         with timings.phase("start our stack and the reference servers, copy the inputs"):
-            running, bench = start(inputs, outcome.plan, results, cleanup)
+            running, bench = start(inputs, outcome.plan, results, outcome.monitor, cleanup)
         outcome.pool = f"{running.settings.workers} workers × {running.settings.threads} threads"
         resident = [f"at start {bench.memory[OURS_TLS](process_table()) / sc.MIB:.0f} MiB"]
         started = time.monotonic()
@@ -339,12 +344,26 @@ def report(args: argparse.Namespace, outcome: Outcome, machine_lines: Sequence[s
         "disk's); every clone, fetch and push is checked (refs equal to the server's, pushed tip on disk)",
         "- ratios are ours / reference for like-for-like pairs: HAProxy TLS vs nginx TLS, pool direct vs plain "
         "reference; for throughput (req/s) higher is better",
+        f"- interference: {interference(outcome.monitor)}",
     ]
     appendix = ["## Time taken", "", "| phase | wall time |", "| --- | ---: |", *outcome.timings.lines(), ""]
     appendix.append(f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}.")
     return render(results, targets(plan), title="hostd vs reference servers (issue 7)", preamble=how,
                   extra_targets=extra_targets(results, plan, outcome.slow, outcome.traffic_seconds),
                   appendix=appendix)
+
+
+def interference(monitor: Monitor) -> str:
+    """How disturbed rounds were told apart, and how much CPU others took during the timed operations."""
+    counted = ("the CPU of processes outside the benchmark's own cgroup (everything it starts runs in it) plus "
+               "the hypervisor's steal time" if monitor.cgroup is not None else
+               "the hypervisor's steal time only (the benchmark could not make a cgroup of its own: not root, or "
+               "no cgroup2 mounted)")
+    share = monitor.total_others / monitor.total_wall if monitor.total_wall else 0.0
+    return (f"around every timed operation the benchmark reads {counted}; a round in which others took more "
+            f"than {SHARE:.0%} of a core (and over {SLACK:g} core-s) during any operation is dropped and taken "
+            f"again (Remarks list them); over all timed operations, others took {monitor.total_others:.1f} "
+            f"core-s in {monitor.total_wall:.0f} s ({share:.1%} of a core)")
 
 
 def main(argv: list[str]) -> int:

@@ -26,11 +26,11 @@ from bench.report import (
     Metric,
     Results,
     Target,
-    alternation,
     format_ratio,
     format_value,
     group_table,
     render,
+    round_order,
     target_rows,
 )
 from bench.sides import Origins, basic_authorization, client_config, copy_git
@@ -141,13 +141,19 @@ def test_render_has_every_section() -> None:
         assert part in text
 
 
-def test_alternation_interleaves_and_reverses_every_other_run() -> None:
-    assert alternation(["ours", "ref"], 4) == [
-        (0, "ours"), (0, "ref"), (1, "ref"), (1, "ours"), (2, "ours"), (2, "ref"), (3, "ref"), (3, "ours")]
-    order = alternation(list(sc.GIT_SIDES), 5)
-    assert len(order) == 25
-    assert all(sum(1 for _run, side in order if side == key) == 5 for key in sc.GIT_SIDES)
-    assert alternation(["a"], 0) == []
+def test_round_order_reverses_every_other_round() -> None:
+    assert [round_order(["ours", "ref"], number) for number in range(4)] == [
+        ["ours", "ref"], ["ref", "ours"], ["ours", "ref"], ["ref", "ours"]]
+    assert round_order(sc.GIT_SIDES, 1) == list(reversed(sc.GIT_SIDES))
+
+
+def test_rollback_drops_what_was_added_since_the_mark() -> None:
+    results = filled({(CLONE, OURS_TLS): [1.0, 2.0]})
+    mark = results.mark()
+    results.add(CLONE, OURS_TLS, 3.0)
+    results.add(RATE, REF_TLS, 100.0)
+    results.rollback(mark)
+    assert results.samples == {(CLONE, OURS_TLS): [1.0, 2.0]}
 
 
 def test_parse_wrk() -> None:
