@@ -38,10 +38,16 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has 
         #: Requests handed to the thread pool and not finished: running or queued.
         self.busy = 0
 
+    @property
+    def saturated(self) -> bool:
+        """Every thread has a request: a new connection would wait here for one."""
+        threads: int = self.cfg.threads  # gunicorn's Config is untyped
+        return self.busy >= threads
+
     def enqueue_req(self, conn: Any) -> None:
         self.busy += 1
         super().enqueue_req(conn)
-        if self.busy >= self.cfg.threads:
+        if self.saturated:
             super().set_accept_enabled(False)
 
     def finish_request(self, conn: Any, fs: Future[Any]) -> None:
@@ -50,4 +56,4 @@ class BalancedThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has 
 
     def set_accept_enabled(self, enabled: bool) -> None:
         # The event loop asks on every pass; a free thread is the extra condition.
-        super().set_accept_enabled(enabled and self.busy < self.cfg.threads)
+        super().set_accept_enabled(enabled and not self.saturated)

@@ -99,24 +99,30 @@ def pkt_lines(data: bytes) -> Iterator[bytes | None]:
         position += size
 
 
-def cacheable(body: bytes) -> bool:
-    """Whether the answer to this upload-pack request is worth caching.
+#: What :func:`cache_kind` says of a cacheable request: kept in memory, or on disk.
+LS_REFS, FULL_PACK = "ls-refs", "full pack"
 
-    A v2 ``ls-refs`` (every no-op fetch sends one), and a request without
-    ``have`` lines (a full clone: every client of one ref state asks the
-    same). Requests with haves are particular to one client's history.
+
+def cache_kind(body: bytes) -> str | None:
+    """Whether the answer to this upload-pack request is worth caching, and as what.
+
+    A v2 ``ls-refs`` (every no-op fetch sends one; a small answer, kept in
+    memory), and a request without ``have`` lines (a full clone: every
+    client of one ref state asks the same; a pack, kept on disk).  Requests
+    with haves are particular to one client's history: None.
     """
     try:
         lines = [line for line in pkt_lines(body) if line is not None]
     except ValueError:
-        return False
+        return None
     if not lines:
-        return False
+        return None
     if lines[0].rstrip(b"\n") == b"command=ls-refs":
-        return True
+        return LS_REFS
     if lines[0].startswith(b"command=") and not lines[0].startswith(b"command=fetch"):
-        return False
-    return any(line.startswith(b"want ") for line in lines) and not any(line.startswith(b"have ") for line in lines)
+        return None
+    wants = any(line.startswith(b"want ") for line in lines)
+    return FULL_PACK if wants and not any(line.startswith(b"have ") for line in lines) else None
 
 
 class UploadPack:
@@ -187,7 +193,8 @@ class UploadPack:
             keep: _Keeper | None = None
             state = b""
             request = _peek(spool, size) if size <= _CLASSIFY_LIMIT else b""
-            if cacheable(request):
+            kind = cache_kind(request)
+            if kind is not None:
                 # The key names the refs by content, so it holds even while
                 # the ref state is racy (then this reads the refs again).
                 state = self._state(git_dir)
@@ -196,8 +203,7 @@ class UploadPack:
                 if hit is not None:
                     spool.close()
                     return hit
-                keep = (_MemoryKeeper(self.memory, key) if request.startswith(_pkt_line(b"command=ls-refs"))
-                        else self.packs.writer(git_dir, key))
+                keep = _MemoryKeeper(self.memory, key) if kind == LS_REFS else self.packs.writer(git_dir, key)
             started = self._start(git_dir, protocol)
         except BaseException:
             spool.close()
@@ -304,10 +310,6 @@ def _spool(body: BoundedBody) -> tuple[IO[bytes], bytes, int]:
         raise
     spool.seek(0)
     return spool, digest.digest(), size
-
-
-def _pkt_line(payload: bytes) -> bytes:
-    return b"%04x" % (len(payload) + 5) + payload + b"\n"
 
 
 def _peek(spool: IO[bytes], size: int) -> bytes:

@@ -41,8 +41,9 @@ from tests.chaos.tools import (
     spawn,
     supervisorctl,
 )
-from tests.e2e.stackfixture import VENV_BIN, Stack, wait_until
+from tests.e2e.stackfixture import VENV_BIN, Stack
 from tests.e2e.test_operations import Worker
+from tests.polling import wait_until
 from tests.ports import free_ports
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]

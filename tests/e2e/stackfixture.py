@@ -11,7 +11,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -139,16 +138,6 @@ class Stack:
 
     def add_user(self, name: str, password: str) -> None:
         self.hostd("user", "add", name, stdin=password + "\n")
-
-
-def wait_until(what: str, condition: Callable[[], bool], timeout: float) -> float:
-    """Poll ``condition`` every 0.1 s; return the seconds it took, fail after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
-    return time.monotonic() - start
 
 
 def start_stack(root: Path, **overrides: str) -> Stack:

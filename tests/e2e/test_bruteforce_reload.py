@@ -19,7 +19,8 @@ import pytest
 from hostd import pooladmin
 from hostd import stack as stackmod
 from hostd.settings import PROJECT_ROOT, Settings
-from tests.e2e.stackfixture import VENV_BIN, Stack, wait_until
+from tests.e2e.stackfixture import VENV_BIN, Stack
+from tests.polling import wait_until
 
 # haproxy.cfg: "sc_gpc0_rate(0) gt 30", so the 31st wrong password is still
 # answered by the pool and the next request gets HAProxy's 429.

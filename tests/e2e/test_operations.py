@@ -29,7 +29,8 @@ import pytest
 from hostd import pooladmin
 from hostd import stack as stackmod
 from hostd.settings import PROJECT_ROOT
-from tests.e2e.stackfixture import VENV_BIN, Stack, wait_until
+from tests.e2e.stackfixture import VENV_BIN, Stack
+from tests.polling import wait_until
 from tests.ports import free_ports
 
 OWNER = "opal"

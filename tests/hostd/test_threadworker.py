@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.polling import wait_until
 from tests.ports import free_ports
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +36,8 @@ class Pool:
         """Occupy one thread with /hold; returns the thread and the PID of the worker holding it."""
         thread = threading.Thread(target=self.get, args=("/hold",), daemon=True)
         thread.start()
-        deadline = time.monotonic() + 20
-        while not (held := list(self.gate.glob("held-*"))):
-            assert time.monotonic() < deadline, "the hold request was not served"
-            time.sleep(0.01)
-        (marker,) = held
+        wait_until("the hold request is served", lambda: any(self.gate.glob("held-*")), 20, interval=0.01)
+        (marker,) = self.gate.glob("held-*")
         marker.unlink()
         return thread, int(marker.name.removeprefix("held-"))
 

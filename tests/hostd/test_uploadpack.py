@@ -20,7 +20,7 @@ from hostd.gitapp import GitApp
 from hostd.gitcache import PACK_CACHE_DIR, MemoryCache, PackCache
 from hostd.gitrefstate import RACY_SECONDS, RefState
 from hostd.names import RepoName
-from hostd.uploadpack import UploadPack, cacheable, git_protocol, pkt_lines
+from hostd.uploadpack import FULL_PACK, LS_REFS, UploadPack, cache_kind, git_protocol, pkt_lines
 from tests.hostd.conftest import Site
 
 GIT = shutil.which("git") or "git"
@@ -114,18 +114,18 @@ HAVE = _pkt(b"have " + b"b" * 40 + b"\n")
 
 
 @pytest.mark.parametrize(("body", "expected"), [
-    (WANT + b"0000" + _pkt(b"done\n"), True),  # v0 full clone
-    (WANT + b"0000" + HAVE + _pkt(b"done\n"), False),  # v0 incremental fetch
-    (_pkt(b"command=fetch\n") + b"0001" + WANT + _pkt(b"done\n") + b"0000", True),  # v2 full clone
-    (_pkt(b"command=fetch\n") + b"0001" + WANT + HAVE + b"0000", False),
-    (_pkt(b"command=ls-refs\n") + b"0001" + _pkt(b"peel\n") + b"0000", True),
-    (_pkt(b"command=object-info\n") + b"0001" + b"0000", False),
-    (b"0000", False),  # nothing wanted
-    (b"", False),
-    (b"garbage", False),
+    (WANT + b"0000" + _pkt(b"done\n"), FULL_PACK),  # v0 full clone
+    (WANT + b"0000" + HAVE + _pkt(b"done\n"), None),  # v0 incremental fetch
+    (_pkt(b"command=fetch\n") + b"0001" + WANT + _pkt(b"done\n") + b"0000", FULL_PACK),  # v2 full clone
+    (_pkt(b"command=fetch\n") + b"0001" + WANT + HAVE + b"0000", None),
+    (_pkt(b"command=ls-refs\n") + b"0001" + _pkt(b"peel\n") + b"0000", LS_REFS),
+    (_pkt(b"command=object-info\n") + b"0001" + b"0000", None),
+    (b"0000", None),  # nothing wanted
+    (b"", None),
+    (b"garbage", None),
 ])
-def test_which_answers_are_cached(body: bytes, expected: bool) -> None:
-    assert cacheable(body) is expected
+def test_which_answers_are_cached_and_where(body: bytes, expected: str | None) -> None:
+    assert cache_kind(body) == expected
 
 
 @pytest.mark.parametrize(("header", "expected"), [

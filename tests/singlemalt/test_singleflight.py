@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 
 from singlemalt.singleflight import SingleFlight
-
-
-def eventually(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    """Poll a condition another thread will make true; bounded in time."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+from tests.polling import wait_until
 
 
 def test_waiters_enter_one_at_a_time_and_the_key_is_dropped() -> None:
@@ -38,7 +27,7 @@ def test_waiters_enter_one_at_a_time_and_the_key_is_dropped() -> None:
     threads = [threading.Thread(target=work, args=(n,)) for n in range(5)]
     for thread in threads:
         thread.start()
-    assert eventually(lambda: flights.pending("k") == 5)
+    wait_until("all five wait for the key", lambda: flights.pending("k") == 5, 10, interval=0.005)
     assert len(inside) == 1
     gate.set()
     for thread in threads:
