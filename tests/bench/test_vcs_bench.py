@@ -34,7 +34,7 @@ from bench.report import (
     target_rows,
 )
 from bench.sides import Origins, basic_authorization, client_config, copy_git
-from bench.vcs_bench import extra_targets, make_plan, parse_args, targets
+from bench.vcs_bench import count_slow, extra_targets, make_plan, parse_args, targets
 
 CLONE = Metric("git: clone", "first clone")
 RATE = Metric("git: throughput", "info/refs", "req/s", True)
@@ -298,3 +298,13 @@ def test_slow_verifications_allowed_once_per_memcached_expiry(slow: int | None, 
     rows = extra_targets(Results(), plan, slow, seconds)
     assert str(rows[1][-1]).startswith(verdict)
     assert rows[0][-1] == "not measured"
+
+
+def test_slow_verifications_are_counted_in_rotated_logs_too(tmp_path: Path) -> None:
+    line = "2026-12-02 10:00:00 INFO singlemalt.verify [{pid}] slow password verification user='bench'\n"
+    assert count_slow(tmp_path) is None  # no pool has logged anything: not measured, not zero
+    (tmp_path / "git.log.1").write_text(line.format(pid=10))  # supervisord rotated the first login away
+    (tmp_path / "git.log").write_text("GET /bench/flask.git/info/refs 200\n" + line.format(pid=11))
+    (tmp_path / "hg.log").write_text(line.format(pid=12))
+    (tmp_path / "web.log").write_text(line.format(pid=13))
+    assert count_slow(tmp_path) == 3
