@@ -15,8 +15,7 @@ from singlemalt.passwords import PasswordHasher
 from singlemalt.store import TokenRecord, UserRecord
 from singlemalt.tokens import IssuedToken, new_token
 from singlemalt.verify import Verifier
-
-from .test_singleflight import eventually
+from tests.polling import wait_until
 
 NOW = 1_700_000_000.0
 
@@ -236,7 +235,7 @@ def test_a_burst_of_one_uncached_credential_costs_one_slow_verification(store: D
     for thread in threads[1:]:
         thread.start()
     key = cache._key("alice", 1, "alice-pw")
-    assert eventually(lambda: cache._flights.pending(key) == 8)
+    wait_until("all eight wait their turn", lambda: cache._flights.pending(key) == 8, 10, interval=0.005)
     assert not hasher.entered.acquire(blocking=False)  # nobody else is hashing
     hasher.gate.set()
     for thread in threads:
