@@ -63,7 +63,10 @@ class Plan:
     #: client's own indexing (the local floor), so 5 runs cannot tell a 3%
     #: difference on the server's side from noise.
     quick_runs: int = 20
-    large_runs: int = 5
+    #: The git/git-sized clones (6-8 s each) are the other place a median of
+    #: 5 is too few: on the same code, two full runs gave the repeated clone
+    #: through TLS 0.97x and 1.10x, with no CPU taken by others in either.
+    large_runs: int = 9
     #: Each wrk run opens 8 new keep-alive connections, and the pool's gunicorn
     #: workers race to accept them.  Now and then all 8 land on one worker,
     #: which then serves at one core's rate (measured pool direct: ~500 req/s

@@ -66,7 +66,7 @@ VERIFICATION_TTL = 300
 #: Soft time limits per scenario (seconds): past it, the scenario ends with the round it is in.
 BUDGETS = {"clone": 360.0, "fetch-noop": 90.0, "info-refs": 150.0, "fetch-incremental": 90.0, "push": 120.0,
            "push-big": 150.0, "hg": 180.0, "hg-pull": 120.0, "hg-push": 180.0, "concurrent": 200.0,
-           "maintain": 150.0, "clone-large": 500.0}
+           "maintain": 150.0, "clone-large": 900.0}
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -91,14 +91,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def make_plan(args: argparse.Namespace) -> sc.Plan:
-    """Run counts: 5 (20 of the operations of a second or less; 3 rounds of concurrent clones);
+    """Run counts: 5 (20 of the operations of a second or less, 9 of the git/git-sized clones;
+    3 rounds of concurrent clones);
     far fewer with --quick."""
     if args.quick:
         runs = args.runs or 2
         return sc.Plan(runs=runs, quick_runs=runs, large_runs=min(runs, 1), wrk_runs=min(runs, 2), wrk_seconds=2.0,
                        concurrent_clones=8, concurrent_runs=min(runs, 2), budgets=dict(BUDGETS))
     runs = args.runs or 5
-    return sc.Plan(runs=runs, quick_runs=4 * runs, large_runs=runs, wrk_runs=runs,
+    return sc.Plan(runs=runs, quick_runs=4 * runs, large_runs=runs + 4, wrk_runs=runs,
                    concurrent_runs=min(runs, 3), budgets=dict(BUDGETS))
 
 

@@ -265,7 +265,7 @@ def test_copy_git_never_writes_through_to_the_input(tmp_path: Path) -> None:
 def test_plans() -> None:
     full = make_plan(parse_args([]))
     assert (full.runs, full.quick_runs, full.large_runs, full.wrk_runs, full.wrk_seconds,
-            full.concurrent_clones) == (5, 20, 5, 5, 5.0, 32)
+            full.concurrent_clones) == (5, 20, 9, 5, 5.0, 32)
     assert make_plan(parse_args(["--runs", "3"])).quick_runs == 12
     quick = make_plan(parse_args(["--quick"]))
     assert quick.runs == quick.quick_runs == 2 and quick.large_runs == 1 and quick.concurrent_clones == 8
