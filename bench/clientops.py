@@ -66,6 +66,11 @@ class Runner:
             self.hg(*args, cwd=cwd, timeout=timeout)
         return span.wall
 
+    def timed_wrk(self, url: str, seconds: float, authorization: str | None) -> float:
+        """:func:`wrk`'s requests per second, the run a span of ``monitor`` like every timed command."""
+        with self.monitor.span():
+            return wrk(url, seconds, authorization)
+
     # -- what a repository holds -------------------------------------------------
 
     def served_refs(self, git_dir: Path) -> dict[str, str]:

@@ -103,7 +103,7 @@ class OwnCgroup:
     @classmethod
     def enter(cls) -> OwnCgroup | None:
         """Move this process into a new cgroup; None when that is not possible here."""
-        mount = _cgroup2_mount()
+        mount = cgroup2_mount()
         if mount is None:
             return None
         current = _own_cgroup2()
@@ -128,7 +128,7 @@ class OwnCgroup:
             self.path.rmdir()
 
 
-def _cgroup2_mount() -> Path | None:
+def cgroup2_mount() -> Path | None:
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/mounts").read_text().splitlines():
             fields = line.split()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.clientops import Runner, get_seconds, wrk
+from bench.clientops import Runner, get_seconds
 from bench.common import BenchError
 from bench.interference import Monitor, Span
 from bench.procmem import PeakSampler, ProcessTable, process_table
@@ -244,9 +244,8 @@ def info_refs(bench: Bench) -> None:
             get_seconds(side.git_url(repo) + INFO_REFS, side.authorization, bench.ca,
                         expect=b"001e# service=git-upload-pack")
         for _run, side in bench.rounds("info-refs", HTTP_SIDES, bench.plan.wrk_runs):
-            with bench.monitor.span():
-                rate = wrk(side.git_url(repo) + INFO_REFS, bench.plan.wrk_seconds, side.authorization)
-            bench.results.add(metric, side.key, rate)
+            bench.results.add(metric, side.key, bench.runner.timed_wrk(side.git_url(repo) + INFO_REFS,
+                                                                       bench.plan.wrk_seconds, side.authorization))
 
 
 def fetch_incremental(bench: Bench) -> None:
@@ -391,9 +390,7 @@ def _advertise(bench: Bench, group: str, state: str) -> None:
         for _ in range(3):
             seconds = get_seconds(url, side.authorization, bench.ca, expect=b"001e# service=git-upload-pack")
             bench.results.add(latency, side.key, seconds * 1000)
-        with bench.monitor.span():
-            requests = wrk(url, bench.plan.wrk_seconds, side.authorization)
-        bench.results.add(rate, side.key, requests)
+        bench.results.add(rate, side.key, bench.runner.timed_wrk(url, bench.plan.wrk_seconds, side.authorization))
 
 
 #: Scenario name (for ``--scenarios``) -> function, in the order they run.

@@ -20,7 +20,7 @@ from bench import scenarios as sc
 from bench.interference import (
     Monitor,
     Reading,
-    _cgroup2_mount,
+    cgroup2_mount,
     disturbed,
     parse_cpu_stat,
     parse_proc_stat,
@@ -166,7 +166,7 @@ print(json.dumps({"beside": beside.others, "beside_disturbed": beside.disturbed,
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or _cgroup2_mount() is None, reason="needs root and a cgroup2 mount")
+@pytest.mark.skipif(os.geteuid() != 0 or cgroup2_mount() is None, reason="needs root and a cgroup2 mount")
 def test_own_cgroup_counts_what_it_started_and_not_a_neighbour() -> None:
     result = subprocess.run([sys.executable, "-c", CHILD], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             timeout=60, check=True)
