@@ -2,7 +2,9 @@
 
 A token looks like ``smt_<id>_<secret>``: a fixed prefix so secret scanners
 and humans can recognise it, a 12-character public id used to find the
-stored record (and safe to log), and a random secret of 43 url-safe
+stored record (and safe to log; letters and digits only, so it never starts
+with "-" and reads as an option on a command line, and a double click
+selects all of it), and a random secret of 43 url-safe
 characters (256 bits) of which only a hash is stored::
 
     >>> issued = new_token()
@@ -23,16 +25,17 @@ import hashlib
 import hmac
 import re
 import secrets
+import string
 from dataclasses import dataclass, field
 from typing import Final
 
 PREFIX: Final = "smt_"
 ID_LENGTH: Final = 12
-_ID_BYTES: Final = 9  # 9 random bytes are exactly 12 url-safe base64 characters
+_ID_ALPHABET: Final = string.ascii_letters + string.digits  # 62**12, about 71 bits
 _SECRET_BYTES: Final = 32  # 256 bits, 43 url-safe characters
 
 # The id has a fixed length, so the "_" separator is found by position even
-# though "_" is also a url-safe base64 character.  The secret is bounded so a
+# though ids minted before ids were alphanumeric may contain "_" and "-".  The secret is bounded so a
 # client cannot make us hash megabytes.
 _TOKEN = re.compile(
     rf"{PREFIX}(?P<id>[A-Za-z0-9_-]{{{ID_LENGTH}}})_(?P<secret>[A-Za-z0-9_-]{{32,128}})"
@@ -50,7 +53,7 @@ class IssuedToken:
 
 def new_token() -> IssuedToken:
     """Mint a new random token with the ``secrets`` module."""
-    token_id = secrets.token_urlsafe(_ID_BYTES)
+    token_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(ID_LENGTH))
     secret = secrets.token_urlsafe(_SECRET_BYTES)
     return IssuedToken(token_id, f"{PREFIX}{token_id}_{secret}", hash_token_secret(secret))
 
