@@ -11,6 +11,9 @@ smart protocol is served: the dumb-protocol paths and
 Two dulwich handlers are replaced to behave like git's own when a push races
 another request for the same ref: ``_ReceivePack`` (a push that loses is told
 so) and ``_UploadPack`` (a fetch that asks for a tip that just moved is served).
+The ref advertisement a push starts with is dulwich's, byte for byte, but its
+refs are read once instead of twice and the answer is kept per ref state
+(:mod:`hostd.refadvert`), on both pack paths.
 
 Request bodies are limited to ``max_request_bytes`` (``HOSTD_MAX_PUSH_BYTES``),
 measured here because only the worker sees a chunked body's length (git sends
@@ -60,7 +63,9 @@ from webob import exc
 
 from hostd.accounts import Repo
 from hostd.gitbody import BoundedBody, RequestTooLarge, content_length, mib, prepare_body
+from hostd.gitrefstate import PerRefState
 from hostd.pushlog import PushLog
+from hostd.refadvert import receive_pack_advertisement, respond, service_header
 from hostd.responses import text_error
 from hostd.storage import Storage, StorageError
 from hostd.uploadpack import UploadPack
@@ -175,6 +180,7 @@ class GitApp:
         self.max_request_bytes = max_request_bytes
         self.pushlog = pushlog
         self.upload_pack = upload_pack
+        self.adverts = upload_pack.adverts if upload_pack is not None else PerRefState()
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -193,6 +199,7 @@ class GitApp:
             raise text_error(exc.HTTPNotFound, "Not a git smart HTTP URL.")
         endpoint = match["endpoint"]
         method = environ.get("REQUEST_METHOD", "GET")
+        service = ""
         if endpoint == "/info/refs":
             if method not in ("GET", "HEAD"):
                 raise text_error(exc.HTTPMethodNotAllowed, "info/refs takes GET.")
@@ -225,7 +232,9 @@ class GitApp:
             git_dir = self.storage.path(repo.ref, "git")
         except StorageError:
             raise text_error(exc.HTTPNotFound, "Repository not found.") from None
-        if self.upload_pack is not None and not push and "git-receive-pack" not in inner.get("QUERY_STRING", ""):
+        if service == "git-receive-pack":
+            return self._receive_pack_refs(environ, start_response, git_dir)
+        if self.upload_pack is not None and not push:
             return self._native(inner, start_response, git_dir, body)
         backend = _OneRepository(git_dir, self._recorder(repo, environ), body)
         git = HTTPGitApplication(
@@ -238,6 +247,24 @@ class GitApp:
                 _release_memory()
 
         return _served(git(inner, response.start_response), environ, response, body, finish)
+
+    def _receive_pack_refs(self, environ: WSGIEnviron, start_response: StartResponse,
+                           git_dir: Path) -> Iterable[bytes]:
+        """The ref advertisement a push starts with, built once per ref state (see ``hostd.refadvert``)."""
+        def advertise() -> bytes:
+            backend = _OneRepository(git_dir)
+            out = BytesIO()
+            try:
+                _ReceivePack(backend, [str(git_dir)], Protocol(BytesIO().read, out.write),
+                             stateless_rpc=True, advertise_refs=True).handle()
+            except NotGitRepository:
+                raise text_error(exc.HTTPNotFound, "Repository not found.") from None
+            finally:
+                backend.close()
+            return out.getvalue()
+
+        body = service_header("git-receive-pack") + self.adverts.get(git_dir, "receive-pack", advertise)
+        return respond(environ, start_response, "git-receive-pack", body)
 
     def _native(self, environ: WSGIEnviron, start_response: StartResponse, git_dir: Path,
                 body: BoundedBody) -> Iterable[bytes]:
@@ -352,6 +379,13 @@ class _ReceivePack(ReceivePackHandler):
     reported like git's: ``unpack <reason>`` and ``unpacker error`` for every
     ref, after the rest of the body has been read (see ``BoundedBody``).
     """
+
+    def handle(self) -> None:
+        if not self.advertise_refs:
+            super().handle()
+            return
+        zero = ObjectID(b"0" * self.repo.object_format.hex_length)
+        self.proto.write(receive_pack_advertisement(self.repo.refs, self.capabilities(), zero))
 
     def _apply_pack(self, refs: list[tuple[ObjectID, ObjectID, Ref]]) -> _Statuses:
         body = cast(_OneRepository, self.backend).body

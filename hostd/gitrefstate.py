@@ -21,11 +21,15 @@ not cached.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from hostd.gitcache import MemoryCache
 
 RACY_SECONDS = 1.0
 #: Directories whose children are remembered, over all repositories.
@@ -94,3 +98,31 @@ class RefState:
                     self._children.clear()
                 self._children[directory] = (stat, children)
         return children
+
+
+class PerRefState:
+    """Answers that depend on a repository's refs alone, computed once per ref state.
+
+    A ref advertisement is the same for every request until a ref moves;
+    this is where a persistent worker beats a fork per request. An answer is
+    kept with the fingerprint taken before it was computed, and only if the
+    fingerprint is the same afterwards and not racy, so a ref that moved
+    meanwhile is never hidden behind it.
+    """
+
+    def __init__(self, memory: MemoryCache | None = None, refs: RefState | None = None) -> None:
+        self.memory = memory or MemoryCache(budget=64 << 20, largest=16 << 20)
+        self.refs = refs or RefState()
+
+    def get(self, git_dir: Path, what: str, compute: Callable[[], bytes]) -> bytes:
+        """``compute()`` for ``git_dir``, or what it returned under the current ref state."""
+        before = self.refs.fingerprint(git_dir)
+        tag = hashlib.sha256(repr(before.stats).encode()).digest()
+        key = (str(git_dir), what)
+        cached = self.memory.get(key)
+        if cached is not None and cached[:len(tag)] == tag:
+            return cached[len(tag):]
+        value = compute()
+        if not before.racy() and self.refs.fingerprint(git_dir) == before:
+            self.memory.put(key, tag + value)
+        return value

@@ -42,7 +42,8 @@ from webob import exc
 
 from hostd.gitbody import BoundedBody
 from hostd.gitcache import MemoryCache, PackCache, cache_key
-from hostd.gitrefstate import Fingerprint, RefState
+from hostd.gitrefstate import PerRefState
+from hostd.refadvert import NO_CACHE, respond, service_header
 from hostd.responses import text_error
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,6 @@ _CHUNK = 1 << 16
 _SPOOL_IN_MEMORY = 1 << 20
 # Only requests this small are parsed to see whether their answer is cacheable.
 _CLASSIFY_LIMIT = 1 << 20
-_NO_CACHE = [
-    ("Expires", "Fri, 01 Jan 1980 00:00:00 GMT"),
-    ("Pragma", "no-cache"),
-    ("Cache-Control", "no-cache, max-age=0, must-revalidate"),
-]
 # The Git-Protocol header goes into git's environment, as http-backend does;
 # git reads only ``key[=value]`` items from it, so only their characters pass.
 _PROTOCOL = re.compile(rb"\A[A-Za-z0-9=:._-]{1,256}\Z")
@@ -128,10 +124,10 @@ def cache_kind(body: bytes) -> str | None:
 class UploadPack:
     """Serve ``info/refs?service=git-upload-pack`` and ``git-upload-pack`` with git."""
 
-    def __init__(self, git: str, *, memory: MemoryCache | None = None, packs: PackCache | None = None) -> None:
+    def __init__(self, git: str, *, adverts: PerRefState | None = None, packs: PackCache | None = None) -> None:
         self.git = git
-        self.refs = RefState()
-        self.memory = memory or MemoryCache(budget=64 << 20, largest=16 << 20)
+        self.adverts = adverts or PerRefState()
+        self.memory = self.adverts.memory  # ls-refs answers share its budget
         self.packs = packs or PackCache()
         self._env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -146,29 +142,19 @@ class UploadPack:
         advertisement = self.advertisement(git_dir, protocol)
         if not is_v2(protocol):
             # As http-backend: v0/v1 answers name the service first, v2 does not.
-            advertisement = b"001e# service=git-upload-pack\n0000" + advertisement
-        headers = [("Content-Type", "application/x-git-upload-pack-advertisement"),
-                   ("Content-Length", str(len(advertisement))), *_NO_CACHE]
-        start_response("200 OK", headers)
-        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [advertisement]
+            advertisement = service_header("git-upload-pack") + advertisement
+        return respond(environ, start_response, "git-upload-pack", advertisement)
 
     def advertisement(self, git_dir: Path, protocol: str = "") -> bytes:
         """What ``git upload-pack --advertise-refs`` prints, computed once per ref state."""
-        before = self.refs.fingerprint(git_dir)
-        key = (str(git_dir), "advertise", protocol)
-        cached = self.memory.get(key)
-        if cached is not None and cached[:64] == _state_tag(before):
-            return cached[64:]
-        result = self._run(git_dir, protocol, ["--advertise-refs"], b"")
-        if result.returncode != 0:
-            log.error("git upload-pack --advertise-refs failed in %s: %s", git_dir, _tail(result.stderr))
-            raise text_error(exc.HTTPInternalServerError, "The repository could not be read.")
-        if self._unchanged(git_dir, before):
-            self.memory.put(key, _state_tag(before) + result.stdout)
-        return result.stdout
+        def advertise() -> bytes:
+            result = self._run(git_dir, protocol, ["--advertise-refs"], b"")
+            if result.returncode != 0:
+                log.error("git upload-pack --advertise-refs failed in %s: %s", git_dir, _tail(result.stderr))
+                raise text_error(exc.HTTPInternalServerError, "The repository could not be read.")
+            return result.stdout
 
-    def _unchanged(self, git_dir: Path, before: Fingerprint) -> bool:
-        return not before.racy() and self.refs.fingerprint(git_dir) == before
+        return self.adverts.get(git_dir, f"upload-pack {protocol}", advertise)
 
     def _state(self, git_dir: Path) -> bytes:
         """The refs' content, as a digest of their advertisement: the same on every worker and host."""
@@ -288,10 +274,6 @@ class UploadPack:
             _finish(process, feeder, stderr, spool)
 
 
-def _state_tag(fingerprint: Fingerprint) -> bytes:
-    return hashlib.sha256(repr(fingerprint.stats).encode()).hexdigest().encode()
-
-
 def _spool(body: BoundedBody) -> tuple[IO[bytes], bytes, int]:
     """Read the whole request body into a spooled file: (file, sha256, size)."""
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by the caller
@@ -319,7 +301,7 @@ def _peek(spool: IO[bytes], size: int) -> bytes:
 
 
 def _result_headers(length: int | None) -> list[tuple[str, str]]:
-    headers = [("Content-Type", "application/x-git-upload-pack-result"), *_NO_CACHE]
+    headers = [("Content-Type", "application/x-git-upload-pack-result"), *NO_CACHE]
     if length is not None:
         headers.append(("Content-Length", str(length)))
     return headers

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,9 +13,12 @@ import pytest
 
 from hostd.accounts import Accounts
 from hostd.database import Database
+from hostd.gitrefstate import RACY_SECONDS
 from hostd.names import RepoName
 from hostd.policy import RepositoryPolicy
 from hostd.storage import Storage
+
+GIT = shutil.which("git") or "git"
 
 
 @dataclass
@@ -36,3 +43,19 @@ def site(tmp_path: Path) -> Site:
     db = Database(tmp_path / "hostd.db")
     db.create()
     return Site(Accounts(db), Storage(tmp_path / "repos"))
+
+
+def age(git_dir: Path) -> None:
+    """Move every timestamp of a repository out of the racy window (see ``hostd.gitrefstate``)."""
+    past = time.time() - 10 * RACY_SECONDS
+    for path in [git_dir, *git_dir.rglob("*")]:
+        os.utime(path, (past, past), follow_symlinks=False)
+
+
+def run_git(git_dir: Path, *args: str) -> str:
+    """git in ``git_dir`` with no user or system configuration; its stdout, stripped."""
+    env = {"PATH": os.environ["PATH"], "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run([GIT, "--git-dir", str(git_dir), *args], env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import gzip
 import os
+import shutil
 from collections.abc import Sequence
 from io import BytesIO
 
@@ -14,12 +15,14 @@ from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.pack import Pack, write_pack_objects
 from dulwich.refs import Ref
 from dulwich.repo import Repo as DulwichRepo
+from dulwich.server import DictBackend
+from dulwich.web import HTTPGitApplication
 
 from hostd import gitapp
 from hostd.gitapp import GitApp
 from hostd.names import RepoName
 from hostd.pushlog import PushLog
-from tests.hostd.conftest import Site
+from tests.hostd.conftest import Site, age
 
 ZERO = b"0" * 40
 BOGUS = b"1" * 40
@@ -37,6 +40,37 @@ def test_ref_advertisement(site: Site) -> None:
     assert response.content_type == "application/x-git-upload-pack-advertisement"
     assert response.body.startswith(b"001e# service=git-upload-pack\n0000")
     assert b"refs/heads/main" in response.body
+
+
+def test_push_ref_advertisement_is_dulwichs_and_built_once_per_ref_state(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = site.repo("alice", "demo", "git")
+    git_dir = site.storage.path(ref, "git")
+    age(git_dir)
+    builds: list[object] = []
+    real = gitapp.receive_pack_advertisement
+    monkeypatch.setattr(gitapp, "receive_pack_advertisement", lambda *args: builds.append(args) or real(*args))
+    app = _app(site)
+    url = "/alice/demo.git/info/refs?service=git-receive-pack"
+    first = app.get(url)
+    dulwichs = webtest.TestApp(HTTPGitApplication(DictBackend({"/": _disk(site, ref)}))).get(
+        "/info/refs?service=git-receive-pack")
+    assert (first.body, first.content_type) == (dulwichs.body, dulwichs.content_type)
+    assert app.get(url).body == first.body
+    assert len(builds) == 1
+
+    head, child, pack = _child_pack(_disk(site, ref))
+    _receive_pack(app, [(head, child, MAIN)], pack)
+    age(git_dir)
+    assert child in app.get(url).body
+    assert len(builds) == 2
+
+
+def test_push_ref_advertisement_of_a_broken_repository_is_not_found(site: Site) -> None:
+    ref = site.repo("alice", "demo", "git")
+    shutil.rmtree(site.storage.path(ref, "git") / "objects")
+    response = _app(site).get("/alice/demo.git/info/refs?service=git-receive-pack", status=404)
+    assert response.text == "Repository not found.\n"
 
 
 def test_without_suffix_and_in_other_case(site: Site) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -18,12 +17,11 @@ import webtest
 
 from hostd.gitapp import GitApp
 from hostd.gitcache import PACK_CACHE_DIR, MemoryCache, PackCache
-from hostd.gitrefstate import RACY_SECONDS, RefState
+from hostd.gitrefstate import RACY_SECONDS, PerRefState, RefState
 from hostd.names import RepoName
 from hostd.uploadpack import FULL_PACK, LS_REFS, UploadPack, cache_kind, git_protocol, pkt_lines
-from tests.hostd.conftest import Site
+from tests.hostd.conftest import GIT, Site, age, run_git
 
-GIT = shutil.which("git") or "git"
 REQUEST = "application/x-git-upload-pack-request"
 
 
@@ -31,24 +29,9 @@ def _pkt(line: bytes) -> bytes:
     return b"%04x" % (len(line) + 4) + line
 
 
-def _run(git_dir: Path, *args: str) -> str:
-    env = {"PATH": os.environ["PATH"], "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run([GIT, "--git-dir", str(git_dir), *args], env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def _age(git_dir: Path) -> None:
-    """Move every timestamp of the repository out of the racy window."""
-    past = time.time() - 10 * RACY_SECONDS
-    for path in [git_dir, *git_dir.rglob("*")]:
-        os.utime(path, (past, past), follow_symlinks=False)
-
-
 def _new_commit(git_dir: Path, message: str) -> str:
-    tree = _run(git_dir, "rev-parse", "main^{tree}")
-    return _run(git_dir, "commit-tree", tree, "-p", "main", "-m", message)
+    tree = run_git(git_dir, "rev-parse", "main^{tree}")
+    return run_git(git_dir, "commit-tree", tree, "-p", "main", "-m", message)
 
 
 class Counting(UploadPack):
@@ -71,7 +54,7 @@ class Counting(UploadPack):
 def repo(site: Site) -> tuple[RepoName, Path]:
     ref = site.repo("alice", "demo", "git")
     git_dir = site.storage.path(ref, "git")
-    _age(git_dir)
+    age(git_dir)
     return ref, git_dir
 
 
@@ -188,16 +171,16 @@ def test_fingerprint_moves_with_every_kind_of_ref_change(repo: tuple[RepoName, P
     seen = [state.fingerprint(git_dir)]
     assert state.fingerprint(git_dir) == seen[0]
     changes = [
-        lambda: _run(git_dir, "update-ref", "refs/heads/main", _new_commit(git_dir, "one")),  # loose ref rewritten
-        lambda: _run(git_dir, "update-ref", "refs/heads/topic/deep/x", "main"),  # new nested directories
-        lambda: _run(git_dir, "update-ref", "refs/heads/topic/deep/x", _new_commit(git_dir, "two")),
-        lambda: _run(git_dir, "pack-refs", "--all", "--prune"),  # into packed-refs
-        lambda: _run(git_dir, "update-ref", "-d", "refs/heads/topic/deep/x"),  # deleted from packed-refs
-        lambda: _run(git_dir, "symbolic-ref", "HEAD", "refs/heads/other"),
+        lambda: run_git(git_dir, "update-ref", "refs/heads/main", _new_commit(git_dir, "one")),  # loose ref rewritten
+        lambda: run_git(git_dir, "update-ref", "refs/heads/topic/deep/x", "main"),  # new nested directories
+        lambda: run_git(git_dir, "update-ref", "refs/heads/topic/deep/x", _new_commit(git_dir, "two")),
+        lambda: run_git(git_dir, "pack-refs", "--all", "--prune"),  # into packed-refs
+        lambda: run_git(git_dir, "update-ref", "-d", "refs/heads/topic/deep/x"),  # deleted from packed-refs
+        lambda: run_git(git_dir, "symbolic-ref", "HEAD", "refs/heads/other"),
     ]
     for change in changes:
         change()
-        _age(git_dir)  # the same mtimes as before: only inodes and sizes tell
+        age(git_dir)  # the same mtimes as before: only inodes and sizes tell
         seen.append(state.fingerprint(git_dir))
         assert seen[-1] != seen[-2]
         assert not seen[-1].racy()
@@ -206,10 +189,29 @@ def test_fingerprint_moves_with_every_kind_of_ref_change(repo: tuple[RepoName, P
 
 def test_a_fresh_change_is_racy(repo: tuple[RepoName, Path]) -> None:
     _, git_dir = repo
-    _run(git_dir, "update-ref", "refs/heads/new", "main")
+    run_git(git_dir, "update-ref", "refs/heads/new", "main")
     fingerprint = RefState().fingerprint(git_dir)
     assert fingerprint.racy()
     assert not fingerprint.racy(now=time.time() + 2 * RACY_SECONDS)
+
+
+def test_an_answer_computed_while_a_ref_moved_is_not_kept(repo: tuple[RepoName, Path]) -> None:
+    _, git_dir = repo
+    adverts = PerRefState()
+    computed: list[bytes] = []
+
+    def compute() -> bytes:
+        if not computed:
+            run_git(git_dir, "update-ref", "refs/heads/main", _new_commit(git_dir, "meanwhile"))
+            age(git_dir)  # not racy: only the inode and size of the ref tell
+        computed.append(b"answer %d" % len(computed))
+        return computed[-1]
+
+    assert adverts.get(git_dir, "what", compute) == b"answer 0"
+    assert adverts.get(git_dir, "what", compute) == b"answer 1"
+    assert adverts.get(git_dir, "what", compute) == b"answer 1"
+    assert adverts.get(git_dir, "other", compute) == b"answer 2"
+    assert len(computed) == 3
 
 
 # --- served through the app -------------------------------------------------------
@@ -229,13 +231,13 @@ def test_ref_advertisement_is_gits_and_cached_per_ref_state(
     assert native.runs == 1
 
     moved = _new_commit(git_dir, "moved")
-    _run(git_dir, "update-ref", "refs/heads/main", moved)
+    run_git(git_dir, "update-ref", "refs/heads/main", moved)
     assert moved.encode() in app.get("/alice/demo.git/info/refs?service=git-upload-pack").body
     assert native.runs == 2
     # Just changed (racy): answered right, but not cached until the state is old.
     app.get("/alice/demo.git/info/refs?service=git-upload-pack")
     assert native.runs == 3
-    _age(git_dir)
+    age(git_dir)
     app.get("/alice/demo.git/info/refs?service=git-upload-pack")
     app.get("/alice/demo.git/info/refs?service=git-upload-pack")
     assert native.runs == 4
@@ -255,7 +257,7 @@ def test_full_clone_is_cached_on_disk_per_ref_state(
         repo: tuple[RepoName, Path], served: tuple[webtest.TestApp, Counting]) -> None:
     _, git_dir = repo
     app, native = served
-    head = _run(git_dir, "rev-parse", "main")
+    head = run_git(git_dir, "rev-parse", "main")
     first = _post(app, _clone_request(head))
     assert first.content_type == "application/x-git-upload-pack-result"
     assert b"PACK" in first.body
@@ -267,8 +269,8 @@ def test_full_clone_is_cached_on_disk_per_ref_state(
     assert native.runs == runs
 
     # Another state is another key, even for the same request.
-    _run(git_dir, "update-ref", "refs/heads/other", head)
-    _age(git_dir)
+    run_git(git_dir, "update-ref", "refs/heads/other", head)
+    age(git_dir)
     assert b"PACK" in _post(app, _clone_request(head)).body  # git's progress lines may differ
     assert native.runs > runs
     assert len(os.listdir(git_dir / PACK_CACHE_DIR)) == 2
@@ -277,10 +279,10 @@ def test_full_clone_is_cached_on_disk_per_ref_state(
 def test_fetch_with_haves_is_not_cached(repo: tuple[RepoName, Path], served: tuple[webtest.TestApp, Counting]) -> None:
     _, git_dir = repo
     app, _ = served
-    old = _run(git_dir, "rev-parse", "main")
+    old = run_git(git_dir, "rev-parse", "main")
     new = _new_commit(git_dir, "new")
-    _run(git_dir, "update-ref", "refs/heads/main", new)
-    _age(git_dir)
+    run_git(git_dir, "update-ref", "refs/heads/main", new)
+    age(git_dir)
     body = (_pkt(b"want %s side-band-64k ofs-delta\n" % new.encode()) + b"0000"
             + _pkt(b"have %s\n" % old.encode()) + _pkt(b"done\n"))
     assert b"PACK" in _post(app, body).body
@@ -293,12 +295,12 @@ def test_a_clone_right_after_a_push_is_cached_by_the_refs_content(
     _, git_dir = repo
     app, native = served
     new = _new_commit(git_dir, "new")
-    _run(git_dir, "update-ref", "refs/heads/main", new)  # racy from now on
+    run_git(git_dir, "update-ref", "refs/heads/main", new)  # racy from now on
     first = _post(app, _clone_request(new))
     assert b"PACK" in first.body
     assert len(os.listdir(git_dir / PACK_CACHE_DIR)) == 1
     runs = native.runs
-    _age(git_dir)  # the same refs, no longer racy: the same key
+    age(git_dir)  # the same refs, no longer racy: the same key
     assert _post(app, _clone_request(new)).body == first.body
     assert native.runs == runs + 1  # the advertisement (now cached), no upload-pack
 
@@ -360,7 +362,7 @@ def test_a_client_that_goes_away_stops_git(repo: tuple[RepoName, Path], served: 
 
     monkeypatch.setattr(native, "_start", start)
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/alice/demo.git/git-upload-pack", "CONTENT_TYPE": REQUEST,
-               "wsgi.input": io.BytesIO(body := _clone_request(_run(git_dir, "rev-parse", "main"))),
+               "wsgi.input": io.BytesIO(body := _clone_request(run_git(git_dir, "rev-parse", "main"))),
                "CONTENT_LENGTH": str(len(body))}
     iterator = iter(app.app(environ, lambda *a: None))
     next(iterator)
