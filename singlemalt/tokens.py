@@ -35,8 +35,8 @@ _ID_ALPHABET: Final = string.ascii_letters + string.digits  # 62**12, about 71 b
 _SECRET_BYTES: Final = 32  # 256 bits, 43 url-safe characters
 
 # The id has a fixed length, so the "_" separator is found by position even
-# though ids minted before ids were alphanumeric may contain "_" and "-".  The secret is bounded so a
-# client cannot make us hash megabytes.
+# though ids minted before ids were alphanumeric may contain "_" and "-".
+# The secret is bounded so a client cannot make us hash megabytes.
 _TOKEN = re.compile(
     rf"{PREFIX}(?P<id>[A-Za-z0-9_-]{{{ID_LENGTH}}})_(?P<secret>[A-Za-z0-9_-]{{32,128}})"
 )
