@@ -70,9 +70,10 @@ class PackCache:
 
     CI fleets clone the same state over and over; git would enumerate and
     compress the same objects every time. Files are written under a
-    temporary name and renamed into place only once git has finished
-    successfully, so a reader never sees a partial response. At most
-    ``keep`` responses per repository are kept, the most recently used.
+    temporary name and renamed into place, once on disk, only when git has
+    finished successfully, so a reader never sees a partial response, not
+    even after a crash. At most ``keep`` responses per repository are kept,
+    the most recently used.
     """
 
     def __init__(self, keep: int = 4) -> None:
@@ -136,9 +137,15 @@ class PackWriter:
     def commit(self) -> None:
         """Publish the response under its key."""
         try:
-            self._handle.close()
-            if self._failed:
-                raise OSError("an earlier write failed")
+            try:
+                if self._failed:
+                    raise OSError("an earlier write failed")
+                # On disk before it has a name: after a crash, a renamed but unwritten file
+                # (empty, or cut short) would be served as every later clone of this state.
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            finally:
+                self._handle.close()
             os.replace(self._temp, self._final)
         except OSError:
             self._temp.unlink(missing_ok=True)

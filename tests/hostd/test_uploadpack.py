@@ -157,6 +157,43 @@ def test_pack_cache_publishes_only_committed_responses(tmp_path: Path) -> None:
         assert handle.read() == b"response 2"
 
 
+def test_pack_cache_puts_a_response_on_disk_before_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, str]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        events.append(("fsync", Path(name).name if Path(name).read_bytes() == b"whole response" else "incomplete"))
+        fsync(fd)
+
+    def recording_replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        events.append(("replace", Path(target).name))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    writer = PackCache().writer(tmp_path, "k")
+    assert writer is not None
+    writer.write(b"whole response")
+    writer.commit()
+    assert [kind for kind, _ in events] == ["fsync", "replace"]
+    assert events[0][1].startswith(".tmp-") and events[1] == ("replace", "k")
+
+
+def test_pack_cache_names_nothing_it_could_not_put_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    writer = PackCache().writer(tmp_path, "k")
+    assert writer is not None
+    writer.write(b"whole response")
+    open_before = len(os.listdir("/proc/self/fd"))
+    writer.commit()
+    assert os.listdir(tmp_path / PACK_CACHE_DIR) == []  # neither published nor left behind
+    assert len(os.listdir("/proc/self/fd")) == open_before - 1  # and its file is closed
+
+
 def test_pack_cache_survives_an_unwritable_repository(tmp_path: Path) -> None:
     (tmp_path / PACK_CACHE_DIR).write_text("not a directory")
     assert PackCache().writer(tmp_path, "k") is None
