@@ -1,10 +1,11 @@
 """Results of the side-by-side VCS benchmark, and the markdown that reports them.
 
 Pure: nothing here runs a server or a client.  Samples are collected per
-(metric, side); the report shows the median of each, the ratios ours /
-reference for the two like-for-like pairs (HAProxy TLS against nginx TLS, the
-pool directly against the reference server in plain HTTP) and, for each
-target of issue 7, whether the measured ratios meet it.
+(metric, side), each tagged with the round it was taken in; the report shows
+the median of each, the ratios ours / reference for the two like-for-like
+pairs (HAProxy TLS against nginx TLS, the pool directly against the reference
+server in plain HTTP), compared round by round, and, for each target of
+issue 7, whether the measured ratios meet it.
 """
 
 from __future__ import annotations
@@ -59,12 +60,20 @@ class Results:
     """Every sample taken, failures, and notes explaining missing cells."""
 
     samples: dict[tuple[Metric, str], list[float]] = field(default_factory=dict)
+    #: The round each sample was taken in, in step with ``samples``.
+    rounds: dict[tuple[Metric, str], list[int]] = field(default_factory=dict)
+    current_round: int = 0
     notes: dict[tuple[Metric, str], str] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     remarks: list[str] = field(default_factory=list)
 
+    def new_round(self) -> None:
+        """Samples added from now on belong to a new round (one run of every side, back to back)."""
+        self.current_round += 1
+
     def add(self, metric: Metric, side: str, value: float) -> None:
         self.samples.setdefault((metric, side), []).append(value)
+        self.rounds.setdefault((metric, side), []).append(self.current_round)
 
     def mark(self) -> dict[tuple[Metric, str], int]:
         """How many samples each cell holds now, for :meth:`rollback`."""
@@ -74,8 +83,10 @@ class Results:
         """Drop every sample added since ``mark`` (a round that is taken again)."""
         for key in list(self.samples):
             del self.samples[key][mark.get(key, 0):]
+            del self.rounds[key][mark.get(key, 0):]
             if not self.samples[key]:
                 del self.samples[key]
+                del self.rounds[key]
 
     def note(self, metric: Metric, side: str, text: str) -> None:
         """Say why a cell is empty (shown instead of a number)."""
@@ -96,11 +107,33 @@ class Results:
         return list(seen)
 
     def ratio(self, metric: Metric, ours: str, reference: str) -> float | None:
-        """median(ours) / median(reference); None when either is missing or zero."""
-        mine, theirs = self.median(metric, ours), self.median(metric, reference)
-        if mine is None or not theirs:
+        """The median over the rounds both sides ran in of ours / reference within the round.
+
+        The two sides of a round run back to back, so what drifts between
+        rounds (a neighbour's job starting, the host's load) hits both, and
+        comparing within rounds cancels it; a ratio of the overall medians
+        would carry it.  A round's side with several samples counts by their
+        median.  Samples taken outside rounds form one round, and sides that
+        share no round are compared by their overall medians.  None when a
+        side is missing or the reference is zero.
+        """
+        mine, theirs = self._by_round(metric, ours), self._by_round(metric, reference)
+        if not mine or not theirs:
             return None
-        return mine / theirs
+        common = mine.keys() & theirs.keys()
+        if not common:
+            mine, theirs = {0: self.samples[(metric, ours)]}, {0: self.samples[(metric, reference)]}
+            common = {0}
+        ratios = [statistics.median(mine[number]) / statistics.median(theirs[number])
+                  for number in common if statistics.median(theirs[number])]
+        return statistics.median(ratios) if ratios else None
+
+    def _by_round(self, metric: Metric, side: str) -> dict[int, list[float]]:
+        grouped: dict[int, list[float]] = {}
+        for number, value in zip(self.rounds.get((metric, side), ()), self.samples.get((metric, side), ()),
+                                 strict=True):
+            grouped.setdefault(number, []).append(value)
+        return grouped
 
 
 def format_value(value: float | None, unit: str) -> str:

@@ -128,6 +128,7 @@ class Bench:
                     f"{scenario}: stopped after {kept} of {runs} runs ({elapsed:.0f}s, budget {budget:.0f}s)")
                 break
             mark, began = self.results.mark(), time.monotonic()
+            self.results.new_round()
             self.monitor.take()
             for key in round_order(sides, number):
                 yield number, self.sides[key]

@@ -350,7 +350,9 @@ def report(args: argparse.Namespace, outcome: Outcome, machine_lines: Sequence[s
         "- clones are `git clone --no-checkout` and `hg clone -U` (the server's and client's work, not the "
         "disk's); every clone, fetch and push is checked (refs equal to the server's, pushed tip on disk)",
         "- ratios are ours / reference for like-for-like pairs: HAProxy TLS vs nginx TLS, pool direct vs plain "
-        "reference; for throughput (req/s) higher is better",
+        "reference; each is the median over the rounds of the ratio within a round (the sides of a round run "
+        "back to back, so the machine's drift between rounds hits both and cancels); for throughput (req/s) "
+        "higher is better",
         f"- interference: {interference(outcome.monitor)}",
     ]
     appendix = ["## Time taken", "", "| phase | wall time |", "| --- | ---: |", *outcome.timings.lines(), ""]

@@ -119,6 +119,8 @@ def test_a_disturbed_round_is_dropped_and_taken_again() -> None:
     # Round 0 is gone, every sample of it (and a metric only it measured).
     assert bench.results.samples[(METRIC, "a")] == bench.results.samples[(METRIC, "b")] == [1, 2]
     assert (Metric("g", "only in round 0"), "a") not in bench.results.samples
+    # What is kept stays tagged with its round, so the sides are compared round by round.
+    assert bench.results.rounds[(METRIC, "a")] == bench.results.rounds[(METRIC, "b")] == [2, 3]
     assert bench.results.remarks == ["s: 1 round(s) taken again; others took 1.00 core-s in 0.00 s"]
 
 

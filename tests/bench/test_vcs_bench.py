@@ -77,6 +77,39 @@ def test_median_and_ratio() -> None:
     assert results.median(CLONE, FLOOR) is None
 
 
+def rounds(metric: Metric, per_round: list[dict[str, list[float]]]) -> Results:
+    """Results whose round ``n`` holds ``per_round[n]``'s samples (side -> values)."""
+    results = Results()
+    for samples in per_round:
+        results.new_round()
+        for side, values in samples.items():
+            for value in values:
+                results.add(metric, side, value)
+    return results
+
+
+def test_ratio_compares_the_sides_within_each_round() -> None:
+    # The machine slows down over the run; ours is faster in two rounds of three.
+    results = rounds(CLONE, [{OURS_TLS: [1.0], REF_TLS: [1.1]},
+                             {OURS_TLS: [1.9], REF_TLS: [2.0]},
+                             {OURS_TLS: [3.0], REF_TLS: [1.5]}])
+    assert results.median(CLONE, OURS_TLS) / results.median(CLONE, REF_TLS) == pytest.approx(1.9 / 1.5)
+    assert results.ratio(CLONE, OURS_TLS, REF_TLS) == pytest.approx(1.9 / 2.0)
+
+
+def test_ratio_skips_rounds_one_side_missed_and_uses_a_rounds_median() -> None:
+    results = rounds(CLONE, [{OURS_TLS: [5.0]},
+                             {OURS_TLS: [2.0, 4.0, 9.0], REF_TLS: [2.0]},
+                             {OURS_TLS: [1.0], REF_TLS: [1.0]},
+                             {REF_TLS: [7.0]}])
+    assert results.ratio(CLONE, OURS_TLS, REF_TLS) == pytest.approx((2.0 + 1.0) / 2)
+
+
+def test_sides_without_a_common_round_are_compared_by_their_medians() -> None:
+    results = rounds(CLONE, [{OURS_TLS: [3.0, 1.0]}, {REF_TLS: [1.0, 3.0, 2.0]}])
+    assert results.ratio(CLONE, OURS_TLS, REF_TLS) == 1.0
+
+
 def test_zero_reference_gives_no_ratio() -> None:
     results = filled({(CLONE, OURS_TLS): [1.0], (CLONE, REF_TLS): [0.0]})
     assert results.ratio(CLONE, OURS_TLS, REF_TLS) is None
