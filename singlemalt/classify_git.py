@@ -48,8 +48,7 @@ _BEST_EFFORT_END: Final = re.compile(r"/(?:info|objects|HEAD|git-[^/]*)(?:/|$)|(
 
 def classify_git(environ: WSGIEnvironment) -> Target | Malformed:
     """Classify one git HTTP request; never raises."""
-    path = environ.get("PATH_INFO", "")
-    checked = repository_path(path) if isinstance(path, str) else Malformed("unsafe path")
+    checked = repository_path(environ)
     if isinstance(checked, Malformed):
         return checked
     path = "/" + checked

@@ -38,8 +38,7 @@ class _Refused(Exception):
 
 def classify_hg(environ: WSGIEnvironment) -> Target | Malformed:
     """Classify one Mercurial HTTP request; never raises."""
-    path = environ.get("PATH_INFO", "")
-    repository = repository_path(path) if isinstance(path, str) else Malformed("unsafe path")
+    repository = repository_path(environ)
     if isinstance(repository, Malformed):
         return repository
     # Mercurial is imported on first use, not with singlemalt: it takes

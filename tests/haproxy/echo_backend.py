@@ -6,7 +6,9 @@ method, target, headers in order, and the length of the body, read in full
 whether it came with Content-Length or chunked. The ``X-Echo-Pool`` response
 header names the pool too, so a caller can tell where a request landed
 without parsing the body. A request header ``X-Echo-Status: 401`` makes it
-answer with that status (for the password-guessing limit).
+answer with that status (for the password-guessing limit); ``X-Echo-Delay:
+3`` makes it wait that many seconds (at most 30) before it answers, a pool
+computing a large pack.
 
 Usage::
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import socketserver
 import threading
+import time
 from io import BufferedIOBase
 from types import TracebackType
 from typing import Self
@@ -108,6 +111,8 @@ class _Handler(socketserver.StreamRequestHandler):
         status = 200
         if target != "/healthz" and fields.get("x-echo-status", "").isdigit():
             status = int(fields["x-echo-status"])
+        if fields.get("x-echo-delay", "").isdigit():
+            time.sleep(min(int(fields["x-echo-delay"]), 30))
         report = {
             "pool": self.server.pool,
             "method": method,

@@ -81,6 +81,11 @@ class HAProxy:
         return self.run_dir / "haproxy.sock"
 
     @property
+    def public_url(self) -> str:
+        """The configured base URL (HOSTD_PUBLIC_URL) that redirects point to."""
+        return f"https://127.0.0.1:{self.https_port}"
+
+    @property
     def https(self) -> Endpoint:
         return Endpoint("127.0.0.1", self.https_port, self.tls.ca_cert)
 
@@ -104,10 +109,16 @@ class HAProxy:
             HOSTD_TLS_PEM=str(self.tls.server_pem),
             HOSTD_HAPROXY_DIR=str(self.haproxy_dir),
             HOSTD_RUN_DIR=str(self.run_dir),
+            HOSTD_PUBLIC_URL=self.public_url,
         )
         for pool, address in self.backends.items():
+            # The echo backends listen on TCP only: the health check goes to
+            # the same address the traffic does.
+            check_host, _, check_port = address.rpartition(":")
             env[f"HOSTD_{pool.upper()}_ADDR"] = address
             env[f"HOSTD_{pool.upper()}_MAXCONN"] = str(self.maxconn)
+            env[f"HOSTD_{pool.upper()}_CHECK_HOST"] = check_host
+            env[f"HOSTD_{pool.upper()}_CHECK_PORT"] = check_port
         return env
 
     def _prepare_run_dir(self) -> None:

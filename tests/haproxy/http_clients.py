@@ -121,6 +121,37 @@ def h1_request(
         )
 
 
+def h1_pipeline(endpoint: Endpoint, targets: Iterable[str], headers: Headers = ()) -> list[Response]:
+    """GET every target on one keep-alive HTTP/1.1 connection, all sent at once.
+
+    Returns the responses in order, up to the first one after which the
+    server closed the connection (the last request asks it to): many
+    requests in a fraction of the time of one connection each.
+    """
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    targets = list(targets)
+    # The last request closes the connection, so the last response ends it.
+    requests = "".join(
+        f"GET {target} HTTP/1.1\r\nHost: {endpoint.authority}\r\n{head}"
+        + ("Connection: close\r\n" if n == len(targets) - 1 else "") + "\r\n"
+        for n, target in enumerate(targets)
+    )
+    responses = []
+    with _connect(endpoint, "http/1.1") as sock:
+        sock.sendall(requests.encode("latin-1"))
+        stream = sock.makefile("rb")
+        while status_line := stream.readline():
+            fields: list[tuple[str, str]] = []
+            while (line := stream.readline()) not in (b"\r\n", b"\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                fields.append((name.strip().lower(), value.strip()))
+            length = int(dict(fields).get("content-length", "0"))
+            responses.append(Response(int(status_line.split()[1]), tuple(fields), stream.read(length)))
+            if dict(fields).get("connection", "").lower() == "close":
+                break
+    return responses
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 

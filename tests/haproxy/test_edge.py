@@ -7,16 +7,18 @@ this module) in front of the echo pools.
 from __future__ import annotations
 
 import re
+import socket
 import stat
 import threading
 import time
 from collections.abc import Iterator
+from http.client import HTTPResponse
 
 import pytest
 
 from .echo_backend import EchoBackend
 from .haproxy_runner import HAProxy
-from .http_clients import Headers, Response, h1_request, h2_request
+from .http_clients import Headers, Response, h1_pipeline, h1_request, h2_request
 
 TRANSPORTS = ("h1", "h2")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -48,7 +50,7 @@ def backend_headers(response: Response) -> dict[str, list[str]]:
 def test_plain_http_get_is_redirected_permanently(proxy: HAProxy) -> None:
     response = h1_request(proxy.http, "GET", "/alice/proj?cmd=log", host=proxy.http.authority)
     assert response.status == 301
-    assert response.header("location") == f"https://127.0.0.1:{proxy.https_port}/alice/proj?cmd=log"
+    assert response.header("location") == f"{proxy.public_url}/alice/proj?cmd=log"
     assert response.header("x-echo-pool") is None
 
 
@@ -59,12 +61,26 @@ def test_plain_http_push_is_redirected_keeping_its_method(proxy: HAProxy) -> Non
         "/alice/proj.git/git-receive-pack",
         (("Content-Type", "application/x-git-receive-pack-request"),),
         b"0000",
-        host=f"localhost:{proxy.http_port}",
+        host=proxy.http.authority,
     )
     assert response.status == 308
-    assert response.header("location") == (
-        f"https://localhost:{proxy.https_port}/alice/proj.git/git-receive-pack"
-    )
+    assert response.header("location") == f"{proxy.public_url}/alice/proj.git/git-receive-pack"
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8443", "localhost:443"])
+def test_redirect_goes_to_the_configured_url_whatever_the_host(proxy: HAProxy, host: str) -> None:
+    """A forged Host must not choose where the client (and its credentials) go next."""
+    for method, body in (("GET", None), ("POST", b"0000")):
+        response = h1_request(proxy.http, method, "/alice/proj.git/info/refs?x=1", (), body, host=host)
+        assert response.header("location") == f"{proxy.public_url}/alice/proj.git/info/refs?x=1", method
+
+
+def test_redirect_without_host_goes_to_the_configured_url(proxy: HAProxy) -> None:
+    with socket.create_connection(("127.0.0.1", proxy.http_port), timeout=10) as sock:
+        sock.sendall(b"GET /alice/proj HTTP/1.0\r\n\r\n")
+        response = HTTPResponse(sock, method="GET")
+        response.begin()
+    assert (response.status, response.getheader("location")) == (301, f"{proxy.public_url}/alice/proj")
 
 
 # --- Stats, metrics, admin socket -------------------------------------------
@@ -161,10 +177,10 @@ def test_large_streamed_push_reaches_git_whole(proxy: HAProxy, transport: str) -
 
 
 def _paused_body(
-    backend: EchoBackend, target: str, seen: threading.Event, wait: float
+    backend: EchoBackend, target: str, seen: threading.Event, wait: float, first: int = 1024
 ) -> Iterator[bytes]:
-    """Send a first chunk, then wait up to ``wait`` s for the pool to see the request."""
-    yield b"x" * 1024
+    """Send a first chunk of ``first`` bytes, then wait up to ``wait`` s for the pool to see the request."""
+    yield b"x" * first
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if target in backend.started:
@@ -174,36 +190,70 @@ def _paused_body(
     yield b"y" * 1024
 
 
-def test_pushes_stream_but_page_bodies_are_buffered(
-    proxy: HAProxy, echo_backends: dict[str, EchoBackend]
-) -> None:
-    push_target = "/alice/proj.git/git-receive-pack?stream-test"
-    push_seen = threading.Event()
-    body = _paused_body(echo_backends["git"], push_target, push_seen, wait=3.0)
-    push = h1_request(proxy.https, "POST", push_target, (), body)
-    assert push.json()["pool"] == "git"
-    assert push_seen.is_set(), "the git pool only saw the push once its body was complete"
+# What HAProxy holds before it hands a request on: a buffer (tune.bufsize,
+# 128 KiB) minus the rewrite reserve (tune.maxrewrite, 16 KiB).
+FIRST_BUFFER = 112 * 1024
 
-    form_target = "/login?buffer-test"
-    form_seen = threading.Event()
-    body = _paused_body(echo_backends["web"], form_target, form_seen, wait=0.5)
-    form = h1_request(proxy.https, "POST", form_target, (), body)
-    assert form.json()["pool"] == "web"
-    assert not form_seen.is_set(), "the web pool got a page request before its body"
+
+@pytest.mark.parametrize(("pool", "push_target"), [
+    ("git", "/alice/proj.git/git-receive-pack?stream-test"),
+    ("hg", "/alice/proj?cmd=unbundle&stream-test"),
+])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_pushes_stream_past_the_first_buffer(
+    proxy: HAProxy, echo_backends: dict[str, EchoBackend], pool: str, push_target: str, transport: str
+) -> None:
+    """Once a buffer of the body is in, the pool gets the push while the rest still comes."""
+    push_target += f"-{transport}"
+    push_seen = threading.Event()
+    body = _paused_body(echo_backends[pool], push_target, push_seen, wait=5.0, first=2 * FIRST_BUFFER)
+    push = send(proxy, transport, "POST", push_target, (), body)
+    assert push.json()["pool"] == pool
+    assert push.json()["body_length"] == 2 * FIRST_BUFFER + 1024
+    assert push_seen.is_set(), f"the {pool} pool only saw the push once its body was complete"
+
+
+@pytest.mark.parametrize(("pool", "target"), [
+    ("git", "/alice/proj.git/git-receive-pack?buffer-test"),
+    ("hg", "/alice/proj?cmd=unbundle&buffer-test"),
+    ("web", "/login?buffer-test"),
+])
+def test_the_start_of_a_body_is_buffered(
+    proxy: HAProxy, echo_backends: dict[str, EchoBackend], pool: str, target: str
+) -> None:
+    """A pool gets no request whose first buffer of body is still on its way."""
+    seen = threading.Event()
+    body = _paused_body(echo_backends[pool], target, seen, wait=0.5)
+    response = h1_request(proxy.https, "POST", target, (), body)
+    assert response.json()["pool"] == pool
+    assert not seen.is_set(), f"the {pool} pool got the request before its body"
 
 
 # --- Password guessing ------------------------------------------------------
 
 
-def test_repeated_401s_are_answered_429(proxy: HAProxy) -> None:
-    wrong_password = (("X-Echo-Status", "401"), ("Authorization", "Basic YWxpY2U6d3Jvbmc="))
+# haproxy.cfg: a coarse flood guard, "sc_gpc0_rate(0) gt 600" (a minute);
+# singlemalt's per-account and per-address throttle is the real brake.
+FLOOD_GUARD = 600
+WRONG_PASSWORD = (("X-Echo-Status", "401"), ("Authorization", "Basic YWxpY2U6d3Jvbmc="))
+
+
+def test_an_office_with_failing_users_is_not_locked_out(proxy: HAProxy) -> None:
+    """200 wrong passwords from one address in a minute: HAProxy leaves it to singlemalt."""
     try:
-        statuses = [
-            h1_request(proxy.https, "GET", "/alice/proj.git/info/refs", wrong_password).status
-            for _ in range(32)
-        ]
-        assert statuses[:31] == [401] * 31
-        assert statuses[31] == 429
+        responses = h1_pipeline(proxy.https, ["/alice/proj.git/info/refs"] * 200, WRONG_PASSWORD)
+        assert [r.status for r in responses] == [401] * 200
+        assert h1_request(proxy.https, "GET", "/alice/proj.git/info/refs").status == 200
+    finally:
+        proxy.admin("clear table https")
+
+
+def test_a_flood_of_401s_is_answered_429(proxy: HAProxy) -> None:
+    try:
+        responses = h1_pipeline(proxy.https, ["/alice/proj.git/info/refs"] * (FLOOD_GUARD + 2),
+                                WRONG_PASSWORD)
+        assert [r.status for r in responses] == [401] * (FLOOD_GUARD + 1) + [429]
+        assert responses[-1].header("retry-after") == "60"
         assert h1_request(proxy.https, "GET", "/").status == 429
     finally:
         proxy.admin("clear table https")

@@ -85,6 +85,16 @@ def empty_wire_command_list(haproxy_dir: Path) -> None:
     (haproxy_dir / "hg-wire-commands.lst").write_text("# emptied by the test\n")
 
 
+def drop_hg_client_cmd_rule(haproxy_dir: Path) -> None:
+    """Forget that an hg client's unlisted command is still the hg protocol."""
+    config = haproxy_dir / "haproxy.cfg"
+    rule = "http-request set-var(txn.route,ifnotset) str(hg:hg-client-cmd) if "
+    lines = config.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if rule not in line]
+    assert len(kept) == len(lines) - 1, f"mutation no longer applies to haproxy.cfg: {rule!r}"
+    config.write_text("".join(kept))
+
+
 def match_url_instead_of_path(haproxy_dir: Path) -> None:
     """The classic mistake: "url" holds the whole URI over HTTP/2."""
     _edit(
@@ -104,10 +114,18 @@ MUTATIONS: dict[str, tuple[Callable[[Path], None], set[tuple[str, str]]]] = {
         drop_git_service_rule,
         {("isogit-refs", "h1"), ("fake-browser-git-refs", "h2")},
     ),
-    # Every hg wire command becomes an hgweb "page".
+    # Every hg wire command becomes an hgweb "page", unless the client also
+    # sends an hg client's signature (hg-capabilities and hg-unbundle, from
+    # a real client, still reach hg).
     "empty-wire-command-list": (
         empty_wire_command_list,
-        {("hg-capabilities", "h1"), ("hg-unbundle", "h2"), ("fake-browser-hg-capabilities", "h1")},
+        {("fake-browser-hg-capabilities", "h1"), ("cmd-value-percent-encoded", "h2"),
+         ("hg-args-in-query", "h1")},
+    ),
+    # A newer or an extension's wire command goes to the web pool again.
+    "drop-hg-client-cmd-rule": (
+        drop_hg_client_cmd_rule,
+        {("hg-extension-cmd", "h1"), ("hg-unknown-cmd-post-body", "h2")},
     ),
     # Only HTTP/2 and absolute-form requests notice.
     "match-url-instead-of-path": (

@@ -5,11 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from gunicorn.util import unquote_to_wsgi_str
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from singlemalt.classify_git import classify_git
 from singlemalt.target import Action, Malformed, Target
+from tests.path_cases import PATH_CASES, SEGMENT, SEPARATOR, PathCase
+
+# What a path refused after decoding is called (PATH_INFO has no encodings).
+CONTROL = "control character in path"
 
 SHA1 = "0123456789abcdef0123456789abcdef01234567"
 SHA256 = SHA1 + "89abcdef0123456789abcdef"
@@ -118,20 +123,22 @@ CASES = [
     pytest.param(env("GET", "/alice/demo.git/info/refs",
                      "service=git-upload-pack&service=git-upload-pack"),
                  Malformed("ambiguous parameter: service"), id="duplicate-same-service"),
-    pytest.param(env("GET", "/alice/../bob/demo.git/info/refs"), Malformed("unsafe path"),
+    # PATH_INFO alone (a server that passes no raw request target); the
+    # shared table in tests/path_cases.py covers the raw target.
+    pytest.param(env("GET", "/alice/../bob/demo.git/info/refs"), Malformed(SEGMENT),
                  id="dot-dot"),
-    pytest.param(env("GET", "/alice/demo.git/../../bob.git/HEAD"), Malformed("unsafe path"),
+    pytest.param(env("GET", "/alice/demo.git/../../bob.git/HEAD"), Malformed(SEGMENT),
                  id="dot-dot-after-repo"),
-    pytest.param(env("GET", "/../bob.git/HEAD"), Malformed("unsafe path"), id="leading-dot-dot"),
-    pytest.param(env("GET", "/alice/./demo.git/HEAD"), Malformed("unsafe path"), id="dot"),
-    pytest.param(env("GET", "/alice/demo.git/.."), Malformed("unsafe path"), id="trailing-dot-dot"),
-    pytest.param(env("GET", "/alice//demo.git/HEAD"), Malformed("unsafe path"), id="double-slash"),
-    pytest.param(env("GET", "//alice/demo.git/HEAD"), Malformed("unsafe path"),
+    pytest.param(env("GET", "/../bob.git/HEAD"), Malformed(SEGMENT), id="leading-dot-dot"),
+    pytest.param(env("GET", "/alice/./demo.git/HEAD"), Malformed(SEGMENT), id="dot"),
+    pytest.param(env("GET", "/alice/demo.git/.."), Malformed(SEGMENT), id="trailing-dot-dot"),
+    pytest.param(env("GET", "/alice//demo.git/HEAD"), Malformed(SEGMENT), id="double-slash"),
+    pytest.param(env("GET", "//alice/demo.git/HEAD"), Malformed(SEGMENT),
                  id="leading-double-slash"),
-    pytest.param(env("GET", "/alice/demo\x00.git/HEAD"), Malformed("unsafe path"), id="nul"),
-    pytest.param(env("GET", "/alice/demo\n.git/HEAD"), Malformed("unsafe path"), id="newline"),
-    pytest.param(env("GET", "/alice/demo\x7f.git/HEAD"), Malformed("unsafe path"), id="del"),
-    pytest.param(env("GET", "/alice\\demo.git/HEAD"), Malformed("unsafe path"), id="backslash"),
+    pytest.param(env("GET", "/alice/demo\x00.git/HEAD"), Malformed(CONTROL), id="nul"),
+    pytest.param(env("GET", "/alice/demo\n.git/HEAD"), Malformed(CONTROL), id="newline"),
+    pytest.param(env("GET", "/alice/demo\x7f.git/HEAD"), Malformed(CONTROL), id="del"),
+    pytest.param(env("GET", "/alice\\demo.git/HEAD"), Malformed(SEPARATOR), id="backslash"),
     pytest.param({"REQUEST_METHOD": "GET", "PATH_INFO": b"/x/HEAD"}, Malformed("unsafe path"),
                  id="path-not-str"),
 ]
@@ -140,6 +147,47 @@ CASES = [
 @pytest.mark.parametrize(("environ", "expected"), CASES)
 def test_classify_git(environ: dict[str, Any], expected: Target | Malformed) -> None:
     assert classify_git(environ) == expected
+
+
+@pytest.mark.parametrize("header", ["RAW_URI", "REQUEST_URI"])
+@pytest.mark.parametrize("case", PATH_CASES, ids=[case.name for case in PATH_CASES])
+def test_path_table_shared_with_haproxy(case: PathCase, header: str) -> None:
+    """The raw request target is judged as HAProxy judges it (same table, same reasons)."""
+    environ = env("GET", unquote_to_wsgi_str(case.path) + "/info/refs", "service=git-upload-pack")
+    environ[header] = case.path + "/info/refs?service=git-upload-pack"
+    result = classify_git(environ)
+    if case.reason is None:
+        assert isinstance(result, Target), result
+    else:
+        assert result == Malformed(case.reason)
+
+
+def test_raw_uri_wins_over_request_uri() -> None:
+    """gunicorn's RAW_URI, the request target as sent, is read first."""
+    environ = env("GET", "/alice/demo.git/HEAD")
+    environ["RAW_URI"] = "/alice%2Fdemo.git/HEAD"
+    environ["REQUEST_URI"] = "/alice/demo.git/HEAD"
+    assert classify_git(environ) == Malformed(SEPARATOR)
+
+
+@pytest.mark.parametrize("target", ["https://example.org/alice%2Fdemo.git/HEAD",
+                                    "/alice%2Fdemo.git/HEAD#frag", "//alice/demo.git/HEAD"])
+def test_raw_target_forms(target: str) -> None:
+    environ = env("GET", "/alice/demo.git/HEAD")
+    environ["RAW_URI"] = target
+    assert isinstance(classify_git(environ), Malformed)
+
+
+def test_absolute_form_raw_target_is_judged_by_its_path() -> None:
+    environ = env("GET", "/alice/demo.git/HEAD")
+    environ["RAW_URI"] = "https://example.org/alice/demo.git/HEAD?x=%2F"
+    assert classify_git(environ) == read("git-dumb")
+
+
+def test_raw_target_not_str_fails_closed() -> None:
+    environ = env("GET", "/alice/demo.git/HEAD")
+    environ["RAW_URI"] = b"/alice/demo.git/HEAD"
+    assert classify_git(environ) == Malformed("unsafe path")
 
 
 def test_dotted_names_are_fine() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
+from gunicorn.util import unquote_to_wsgi_str
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mercurial import wireprototypes, wireprotov1server
@@ -15,6 +16,7 @@ from mercurial.hgweb import webcommands
 
 from singlemalt.classify_hg import classify_hg, wire_action
 from singlemalt.target import Action, Malformed, Target
+from tests.path_cases import PATH_CASES, SEGMENT, PathCase
 
 REPO = "alice/demo"
 
@@ -174,9 +176,9 @@ CASES = [
                  id="not-latin1"),
     pytest.param(env(query="cmd=batch", HTTP_X_HGARG_1="cmds=\u20ac"),
                  Malformed("not a WSGI native string"), id="header-not-latin1"),
-    pytest.param(env("/alice/../bob"), Malformed("unsafe path"), id="dot-dot"),
-    pytest.param(env("/alice//demo"), Malformed("unsafe path"), id="double-slash"),
-    pytest.param(env("/alice/demo\x00"), Malformed("unsafe path"), id="nul"),
+    pytest.param(env("/alice/../bob"), Malformed(SEGMENT), id="dot-dot"),
+    pytest.param(env("/alice//demo"), Malformed(SEGMENT), id="double-slash"),
+    pytest.param(env("/alice/demo\x00"), Malformed("control character in path"), id="nul"),
     pytest.param({"PATH_INFO": 7}, Malformed("unsafe path"), id="path-not-str"),
 ]
 
@@ -184,6 +186,18 @@ CASES = [
 @pytest.mark.parametrize(("environ", "expected"), CASES)
 def test_classify_hg(environ: dict[str, Any], expected: Target | Malformed) -> None:
     assert classify_hg(environ) == expected
+
+
+@pytest.mark.parametrize("case", PATH_CASES, ids=[case.name for case in PATH_CASES])
+def test_path_table_shared_with_haproxy(case: PathCase) -> None:
+    """The raw request target (gunicorn's RAW_URI) is judged as HAProxy judges it."""
+    environ = env(unquote_to_wsgi_str(case.path), "cmd=capabilities")
+    environ["RAW_URI"] = case.path + "?cmd=capabilities"
+    result = classify_hg(environ)
+    if case.reason is None:
+        assert isinstance(result, Target), result
+    else:
+        assert result == Malformed(case.reason)
 
 
 def test_wire_action_unknown_is_write() -> None:
