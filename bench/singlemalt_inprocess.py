@@ -180,7 +180,7 @@ class Worlds:
         verifier = Verifier(self.store, cache=cache, hasher=self.hasher)
         app = SingleMalt(hello, classify=classify_git, verifier=verifier, authorize=authorize,
                          realm="hostd",
-                         throttle=LoginThrottle(memcache, recheck=recheck) if throttle else None,
+                         throttle=LoginThrottle(memcache, secret=self.secret, recheck=recheck) if throttle else None,
                          proxy=ProxyTrust(["127.0.0.1", "::1"]))
         return World(app, verifier, client)
 

@@ -4,7 +4,11 @@
 :class:`singlemalt.CredentialStore` the pools verify against. Every change to
 a user's credentials (password, token revoked) bumps that user's
 ``credential_version``, which is part of every verification cache key, so the
-change takes effect on the next request in every worker.
+change takes effect on the next request in every worker. The cache key also
+binds the stored hash (random salt), so a user deleted and re-created under
+the same name never gets a cached login of the old account back; the old
+account's tokens and grants are deleted with it, and a token older than its
+owner's account is never accepted.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 
 from hostd.database import Database
 from hostd.names import RepoName, normalize_name
-from singlemalt import IssuedToken, Scope, TokenRecord, UserRecord, hash_password, new_token
+from singlemalt import IssuedToken, Scope, TokenRecord, UserRecord, canonical_name, hash_password, new_token
 
 
 class AccountError(Exception):
@@ -77,8 +81,12 @@ class Accounts:
         return UserRecord(row["name"], row["password_hash"], row["credential_version"])
 
     def token(self, token_id: str) -> TokenRecord | None:
+        # Security: a token older than its owner's account was issued to an
+        # earlier account of that name (its row outlived a delete that did
+        # not cascade, e.g. in a sqlite3 shell): it is not this user's.
         row = self.db.connection().execute(
-            "SELECT id, username, secret_hash, scope, expires_at, revoked FROM tokens WHERE id = ?",
+            "SELECT t.id, t.username, t.secret_hash, t.scope, t.expires_at, t.revoked FROM tokens AS t"
+            " JOIN users AS u ON u.name = t.username WHERE t.id = ? AND t.created >= u.created",
             (token_id,),
         ).fetchone()
         if row is None:
@@ -131,6 +139,10 @@ class Accounts:
             owned = conn.execute("SELECT COUNT(*) FROM repos WHERE owner = ?", (name,)).fetchone()
             if owned[0]:
                 raise AccountError(f"{name} still owns {owned[0]} repositories; delete them first")
+            # Security: the schema cascades these, but only on connections
+            # with foreign keys on; a re-created user must not inherit them.
+            conn.execute("DELETE FROM tokens WHERE username = ?", (name,))
+            conn.execute("DELETE FROM grants WHERE username = ?", (name,))
             conn.execute("DELETE FROM users WHERE name = ?", (name,))
 
     def users(self) -> list[str]:
@@ -254,6 +266,16 @@ class Accounts:
             "SELECT vcs FROM repos WHERE owner = ? AND name = ?", (ref.owner, ref.name)
         ).fetchone()
         return row
+
+
+def login_name(text: str) -> str:
+    """The name the login throttle counts an account's failures under.
+
+    hostd's canonical (lower-case) name, so ``Alice`` and ``alice`` share one
+    lock; a name hostd would refuse cannot log in, and gets singlemalt's
+    default (NFKC case folding) so its spellings still share a counter.
+    """
+    return normalize_name(text) or canonical_name(text)
 
 
 def _check_password(password: str) -> None:

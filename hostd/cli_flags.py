@@ -1,7 +1,8 @@
 """``hostd flag set NAME on|off`` and ``hostd flag list``.
 
-``set`` writes the account database (the truth) and then puts the value into
-the pools' memcached, so every worker sees it within
+``set`` writes the account database (the truth) and then puts the value,
+sealed with the server secret, into the pools' memcached, so every worker
+sees it within
 :data:`hostd.flags.LOCAL_TTL` seconds. If memcached cannot be reached the
 database still changes and workers follow within ``SHARED_TTL + LOCAL_TTL``
 seconds, when the old value has expired everywhere. Unknown flag names are a
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from hostd.bootstrap import initialize
 from hostd.database import Database
-from hostd.flags import DECLARED, LOCAL_TTL, SHARED_TTL, FlagStore, declared, key_prefix, publish
+from hostd.flags import DECLARED, LOCAL_TTL, SHARED_TTL, FlagStore, SharedFlags, declared
 from hostd.settings import Settings
 from singlemalt import SafeMemcache
 
@@ -44,8 +45,8 @@ def cmd_flag_set(args: argparse.Namespace) -> None:
     value = args.value == "on"
     FlagStore(Database(settings.database)).set(flag, value)
     host, port = settings.memcached_server
-    prefix = key_prefix(settings.secret_file.read_bytes())
-    if publish(SafeMemcache(f"{host}:{port}"), flag, value, prefix=prefix):
+    shared = SharedFlags(SafeMemcache(f"{host}:{port}"), settings.secret_file.read_bytes())
+    if shared.publish(flag, value):
         print(f"flag {flag.name} is {args.value}; every worker sees it within {LOCAL_TTL:g} s")
     else:
         print(f"flag {flag.name} is {args.value} in the database; memcached at {host}:{port} was not "

@@ -2,10 +2,11 @@
 
 One mechanism for every flag. The account database is the source of truth
 (``hostd flag set``); memcached spreads the current value to every worker so
-that they do not all query the database; each process keeps what it read for
-a couple of seconds so a request costs no I/O at all::
+that they do not all query the database, sealed with the server secret so
+that nobody else can switch a flag there (:class:`SharedFlags`); each process
+keeps what it read for a couple of seconds so a request costs no I/O at all::
 
-    flags = Flags(FlagStore(db), memcache)
+    flags = Flags(FlagStore(db), SharedFlags(memcache, secret))
     if flags.enabled(READ_ONLY):   # in request handling only
         ...
 
@@ -19,7 +20,6 @@ how one memcached error became an outage.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -29,7 +29,8 @@ from types import MappingProxyType
 from typing import Final, Protocol
 
 from hostd.database import Database
-from singlemalt import SafeMemcache
+from singlemalt import SafeMemcache, Sealer
+from singlemalt.logbudget import LogBudget
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ LOCAL_TTL: Final = 2.0
 #: command line could not update memcached itself.
 SHARED_TTL: Final = 10
 #: Namespace of flag keys in the memcached the pools share with singlemalt;
-#: :func:`key_prefix` adds the installation to it.
+#: the rest of a key is an HMAC of the flag's name under the server secret.
 KEY_PREFIX: Final = "hostd:flag:"
 
 
@@ -125,31 +126,55 @@ class FlagStore:
         ]
 
 
-def key_prefix(secret: bytes) -> str:
-    """The flag key prefix of one installation, derived from its server secret.
+class SharedFlags:
+    """Flag values in the memcached the pools share, sealed with the server secret.
 
-    The command line and the pools read the same secret file, so they agree
-    on it; an admin command pointed at the wrong memcached (another stack on
-    the default port) cannot switch that stack's flags.
+    memcached lets anyone who reaches it list and write keys, so a flag's key
+    is an HMAC of its name (nobody without the secret can tell which key is
+    read-only mode, or compute it; two installations sharing a memcached
+    keep apart) and its value carries a MAC over key, value and expiry
+    (:mod:`singlemalt.sealed`). A value written by anyone else is ignored,
+    logged and removed, and the database answers instead. What remains: a
+    genuine value read by someone and written back later is accepted until
+    its own expiry, at most ``ttl`` seconds after it was sealed.
     """
-    digest = hashlib.sha256(b"hostd flags\0" + secret).hexdigest()
-    return f"{KEY_PREFIX}{digest[:16]}:"
 
+    def __init__(self, memcache: SafeMemcache, secret: bytes, *, ttl: int = SHARED_TTL,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._memcache = memcache
+        self._sealer = Sealer(secret, KEY_PREFIX, clock=clock)
+        self.ttl = ttl
 
-def memcache_key(flag: Flag, prefix: str = KEY_PREFIX) -> str:
-    """The memcached key of a flag's value."""
-    return prefix + flag.name
+    def key(self, flag: Flag) -> str:
+        """The memcached key of a flag's value."""
+        return self._sealer.key(flag.name)
 
+    def read(self, flag: Flag) -> bool | None:
+        """The published value, or None: absent, expired, forged, or memcached down."""
+        key = self.key(flag)
+        raw = self._memcache.get(key)
+        opened = self._sealer.open(key, raw)
+        if opened is None:
+            if raw is not None:
+                # Not ours (or stale): remove it, or ``offer`` could never
+                # replace it and every worker would read the database.
+                self._memcache.delete(key)
+            return None
+        return _decode(opened.payload)
 
-def publish(
-    memcache: SafeMemcache, flag: Flag, value: bool, *, prefix: str = KEY_PREFIX, ttl: int = SHARED_TTL
-) -> bool:
-    """Put a value just written to the database into memcached; whether it got there.
+    def publish(self, flag: Flag, value: bool) -> bool:
+        """Put a value just written to the database into memcached; whether it got there.
 
-    Best effort: if it did not, workers still see the change once the old
-    value expires from memcached (``ttl``) and from their own cache.
-    """
-    return memcache.set(memcache_key(flag, prefix), _encode(value), expire=ttl)
+        Best effort: if it did not, workers still see the change once the old
+        value expires from memcached (``ttl``) and from their own cache.
+        """
+        key = self.key(flag)
+        return self._memcache.set(key, self._sealer.seal(key, _encode(value), ttl=self.ttl), expire=self.ttl)
+
+    def offer(self, flag: Flag, value: bool) -> bool:
+        """Share a value read from the database, unless one was published meanwhile (``add``, not ``set``)."""
+        key = self.key(flag)
+        return self._memcache.add(key, self._sealer.seal(key, _encode(value), ttl=self.ttl), expire=self.ttl)
 
 
 class FlagReader(Protocol):
@@ -167,33 +192,26 @@ class _Known:
 class Flags:
     """Flag values for request handling: process cache, then memcached, then the database.
 
-    Thread-safe (gunicorn threads share one instance). ``memcache`` defaults
-    to none at all, so every refresh reads ``source``; ``prefix`` must be the
-    one :func:`publish` is given (see :func:`key_prefix`).
+    Thread-safe (gunicorn threads share one instance). ``shared`` defaults to
+    no memcached at all, so every refresh reads ``source``.
     """
 
     def __init__(
         self,
         source: FlagSource,
-        memcache: SafeMemcache | None = None,
+        shared: SharedFlags | None = None,
         *,
-        prefix: str = KEY_PREFIX,
         local_ttl: float = LOCAL_TTL,
-        shared_ttl: int = SHARED_TTL,
         log_interval: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
-        self._memcache = memcache if memcache is not None else SafeMemcache(None)
-        self._prefix = prefix
+        self._shared = shared
         self._local_ttl = local_ttl
-        self._shared_ttl = shared_ttl
-        self._log_interval = log_interval
         self._clock = clock
         self._lock = threading.Lock()
         self._known: dict[str, _Known] = {}
-        self._next_log = float("-inf")
-        self._unreported = 0
+        self._reports = LogBudget(log_interval, clock)
 
     def enabled(self, flag: Flag) -> bool:
         """The flag's value; on any failure the last known value or the default."""
@@ -216,25 +234,21 @@ class Flags:
         return value
 
     def _load(self, flag: Flag) -> bool:
-        key = memcache_key(flag, self._prefix)
-        shared = _decode(self._memcache.get(key))
+        shared = None if self._shared is None else self._shared.read(flag)
         if shared is not None:
             return shared
         stored = self._source.get(flag.name)
         value = flag.default if stored is None else stored
-        # ``add``, not ``set``: if ``hostd flag set`` published a newer value
-        # since the database was read, that value wins.
-        self._memcache.add(key, _encode(value), expire=self._shared_ttl)
+        if self._shared is not None:
+            # Offered, not set: if ``hostd flag set`` published a newer value
+            # since the database was read, that value wins.
+            self._shared.offer(flag, value)
         return value
 
     def _report(self, flag: Flag, error: Exception, value: bool) -> None:
-        with self._lock:
-            now = self._clock()
-            self._unreported += 1
-            if now < self._next_log:
-                return
-            self._next_log = now + self._log_interval
-            failures, self._unreported = self._unreported, 0
+        failures = self._reports.spend()
+        if failures is None:
+            return
         log.warning(
             "flag %s unreadable (%s: %s); using %s (%d failures since last report)",
             flag.name, type(error).__name__, error, "on" if value else "off", failures,
@@ -242,13 +256,13 @@ class Flags:
 
 
 def _encode(value: bool) -> bytes:
-    return b"1" if value else b"0"
+    return b"on" if value else b"off"
 
 
-def _decode(raw: bytes | None) -> bool | None:
-    """A value from memcached; None for a miss or anything that is not ours."""
-    if raw == b"1":
+def _decode(payload: bytes) -> bool | None:
+    """A sealed payload; None for anything :func:`_encode` does not write."""
+    if payload == b"on":
         return True
-    if raw == b"0":
+    if payload == b"off":
         return False
     return None

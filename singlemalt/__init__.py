@@ -10,6 +10,7 @@ then calls the wrapped app.  See ``singlemalt/README.md`` and
 from singlemalt.authorize import Allowed, Authorizer, Decision, Denied
 from singlemalt.cache import VerificationCache
 from singlemalt.challenge import DEFAULT_DRAIN_LIMIT
+from singlemalt.checkbudget import CheckBudget
 from singlemalt.classify_git import classify_git
 from singlemalt.classify_hg import classify_hg
 from singlemalt.credentials import (
@@ -23,19 +24,22 @@ from singlemalt.memcache import SafeMemcache
 from singlemalt.middleware import SingleMalt
 from singlemalt.passwords import PasswordHasher, hash_password
 from singlemalt.proxy import Client, ProxyTrust
+from singlemalt.sealed import Opened, Sealer
 from singlemalt.store import CredentialStore, HtpasswdStore, TokenRecord, UserRecord
 from singlemalt.target import Action, Classifier, Malformed, Target
-from singlemalt.throttle import LoginThrottle
+from singlemalt.throttle import Admission, LoginThrottle, canonical_name
 from singlemalt.tokens import IssuedToken, hash_token_secret, new_token, parse_token
-from singlemalt.verify import Verifier
+from singlemalt.verify import TooManyChecks, Verifier
 
 __all__ = [
     "DEFAULT_DRAIN_LIMIT",
     "Action",
+    "Admission",
     "Allowed",
     "Authorizer",
     "BasicCredentials",
     "BearerCredentials",
+    "CheckBudget",
     "Classifier",
     "Client",
     "CredentialStore",
@@ -47,16 +51,20 @@ __all__ = [
     "IssuedToken",
     "LoginThrottle",
     "Malformed",
+    "Opened",
     "PasswordHasher",
     "ProxyTrust",
     "SafeMemcache",
     "Scope",
+    "Sealer",
     "SingleMalt",
     "Target",
     "TokenRecord",
+    "TooManyChecks",
     "UserRecord",
     "VerificationCache",
     "Verifier",
+    "canonical_name",
     "classify_git",
     "classify_hg",
     "hash_password",

@@ -29,6 +29,8 @@ from typing import Any, Protocol, TypeVar
 from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
 
+from singlemalt.logbudget import LogBudget
+
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
@@ -75,12 +77,10 @@ class SafeMemcache:
     ) -> None:
         self._client = _make_client(servers, timeout, retry_interval)
         self._retry_interval = retry_interval
-        self._log_interval = log_interval
         self._clock = clock
         self._lock = threading.Lock()
         self._down_until = float("-inf")
-        self._next_log = float("-inf")
-        self._unreported = 0
+        self._reports = LogBudget(log_interval, clock)
         self._outage = False
 
     @property
@@ -146,11 +146,9 @@ class SafeMemcache:
             now = self._clock()
             self._down_until = now + self._retry_interval
             self._outage = True
-            self._unreported += 1
-            if now < self._next_log:
-                return
-            self._next_log = now + self._log_interval
-            failures, self._unreported = self._unreported, 0
+        failures = self._reports.spend()
+        if failures is None:
+            return
         log.warning(
             "memcached %s failed (%s: %s); bypassing memcached for %gs (%d failures since last report)",
             operation, type(error).__name__, error, self._retry_interval, failures,

@@ -41,7 +41,9 @@ __all__ = [
     "CredentialStore",
     "HtpasswdStore",
     "PasswordHasher",
+    "Permit",
     "TokenRecord",
+    "TooManyChecks",
     "UserRecord",
     "Verifier",
     "hash_password",
@@ -52,6 +54,19 @@ log = logging.getLogger(__name__)
 # Compared against when the token id is unknown, so that case does the same
 # work as a wrong secret.
 _NO_TOKEN_HASH: Final = hash_token_secret("")
+
+
+#: Asked before a slow password check: whether one may be spent now.
+Permit = Callable[[], bool]
+
+
+class TooManyChecks(Exception):
+    """A slow password check was needed and its ``permit`` said no (see :meth:`Verifier.verify`)."""
+
+
+def _spend(permit: Permit | None) -> None:
+    if permit is not None and not permit():
+        raise TooManyChecks()
 
 
 class Verifier:
@@ -89,32 +104,41 @@ class Verifier:
         with self._lock:
             return self._slow_verifications
 
-    def verify(self, credentials: Credentials) -> Identity | None:
-        """The identity these credentials prove, or ``None``."""
+    def verify(self, credentials: Credentials, *, permit: Permit | None = None) -> Identity | None:
+        """The identity these credentials prove, or ``None``.
+
+        ``permit`` is asked right before a slow password check (never for a
+        cached one, nor for tokens, which are cheap to check); when it says
+        no, :class:`TooManyChecks` is raised and nothing is checked.
+        """
         if isinstance(credentials, BearerCredentials):
             return self._verify_token(credentials.token, None)
         if parse_token(credentials.password) is not None:
             return self._verify_token(credentials.password, credentials.username)
-        return self._verify_password(credentials.username, credentials.password)
+        return self._verify_password(credentials.username, credentials.password, permit)
 
-    def _verify_password(self, username: str, password: str) -> Identity | None:
+    def _verify_password(self, username: str, password: str, permit: Permit | None) -> Identity | None:
         user = self._store.user(username)
         if user is None or user.password_hash is None:
+            _spend(permit)
             self._slow_verify(username, password, self._reference_hash)
             return None
         identity = Identity(user.username, PASSWORD, Scope.WRITE)
-        version = user.credential_version
         cache = self._cache
         if cache is None:
+            _spend(permit)
             return identity if self._check_stored(username, password, user.password_hash) else None
-        if cache.contains(username, version, password):
+        # The cache is asked about the record just read, stored hash and all:
+        # an entry made for a deleted user never matches a re-created one.
+        if cache.contains(user, password):
             return identity
-        with cache.turn(username, version, password):
-            if cache.contains(username, version, password):
+        with cache.turn(user, password):
+            if cache.contains(user, password):
                 return identity
+            _spend(permit)
             if not self._check_stored(username, password, user.password_hash):
                 return None
-            cache.add(username, version, password)
+            cache.add(user, password)
         return identity
 
     def _check_stored(self, username: str, password: str, password_hash: str) -> bool:

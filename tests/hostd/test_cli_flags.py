@@ -9,7 +9,7 @@ import pytest
 
 from hostd.cli import main
 from hostd.database import Database
-from hostd.flags import READ_ONLY, FlagStore, key_prefix, memcache_key
+from hostd.flags import READ_ONLY, FlagStore, SharedFlags
 from singlemalt import SafeMemcache
 from tests.ports import free_ports
 from tests.singlemalt.conftest import Memcached, start_memcached
@@ -39,12 +39,13 @@ def test_set_writes_the_database_and_memcached(
     code, out, _ = run(capsys, data, "flag", "set", "read_only", "on")
     assert (code, out) == (0, "flag read_only is on; every worker sees it within 2 s\n")
     assert FlagStore(Database(data / "hostd.db")).get("read_only") is True
-    key = memcache_key(READ_ONLY, key_prefix((data / "secret").read_bytes()))
-    assert SafeMemcache(memcached.address).get(key) == b"1"
+    shared = SharedFlags(SafeMemcache(memcached.address), (data / "secret").read_bytes())
+    assert shared.read(READ_ONLY) is True
+    assert memcached.keys() == [shared.key(READ_ONLY)]  # sealed under the server secret
     assert run(capsys, data, "flag", "list")[1].startswith("read_only\ton\tset\t")
 
     assert run(capsys, data, "flag", "set", "read_only", "off")[0] == 0
-    assert SafeMemcache(memcached.address).get(key) == b"0"
+    assert shared.read(READ_ONLY) is False
     assert run(capsys, data, "flag", "list")[1].startswith("read_only\toff\tset\t")
 
 

@@ -6,6 +6,7 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,17 +15,18 @@ from hostd.flags import (
     DECLARED,
     KEY_PREFIX,
     READ_ONLY,
+    SHARED_TTL,
     Flag,
     FlagError,
     Flags,
     FlagStore,
+    SharedFlags,
     declared,
-    key_prefix,
-    memcache_key,
-    publish,
 )
 from singlemalt import SafeMemcache
 from tests.singlemalt.conftest import Memcached, start_memcached
+
+SECRET = b"flags-test-secret-0123456789"
 
 
 class FakeClock:
@@ -129,25 +131,31 @@ def test_process_cache_spares_the_source() -> None:
     assert source.reads == 1
 
 
+def shared(memcached: Memcached, secret: bytes = SECRET, **options: Any) -> SharedFlags:
+    return SharedFlags(SafeMemcache(memcached.address, timeout=0.2), secret, **options)
+
+
 def test_memcached_spreads_values_between_workers(memcached: Memcached) -> None:
     clock = FakeClock()
     source = DummySource({"read_only": True})
-    first = Flags(source, SafeMemcache(memcached.address), clock=clock)
-    second = Flags(source, SafeMemcache(memcached.address), clock=clock)
+    first = Flags(source, shared(memcached), clock=clock)
+    second = Flags(source, shared(memcached), clock=clock)
     assert first.enabled(READ_ONLY) is True
     assert second.enabled(READ_ONLY) is True
     assert source.reads == 1  # the second worker found it in memcached
-    assert SafeMemcache(memcached.address).get(KEY_PREFIX + "read_only") == b"1"
+    assert shared(memcached).read(READ_ONLY) is True
+    [key] = memcached.keys()
+    assert key == shared(memcached).key(READ_ONLY)
+    assert key.startswith(KEY_PREFIX) and "read_only" not in key  # nobody can tell which flag it is
 
 
 def test_published_value_wins_within_the_process_ttl(memcached: Memcached) -> None:
     clock = FakeClock()
-    memcache = SafeMemcache(memcached.address)
     source = DummySource({"read_only": False})
-    flags = Flags(source, memcache, clock=clock)
+    flags = Flags(source, shared(memcached), clock=clock)
     assert flags.enabled(READ_ONLY) is False
     source.values["read_only"] = True  # what `hostd flag set` does: database, then memcached
-    assert publish(memcache, READ_ONLY, True)
+    assert shared(memcached).publish(READ_ONLY, True)
     clock.now += 2.0
     assert flags.enabled(READ_ONLY) is True
     assert source.reads == 1
@@ -155,44 +163,78 @@ def test_published_value_wins_within_the_process_ttl(memcached: Memcached) -> No
 
 def test_workers_do_not_overwrite_a_published_value(memcached: Memcached) -> None:
     """A worker that read the database just before a change must not undo the CLI's publish."""
-    cli = SafeMemcache(memcached.address)
+    cli = shared(memcached)
 
     class RacingSource(DummySource):
         def get(self, name: str) -> bool | None:
             # The worker has read "off"; before it writes memcached, the
             # CLI commits "on" and publishes it.
-            publish(cli, READ_ONLY, True)
+            cli.publish(READ_ONLY, True)
             return False
 
-    flags = Flags(RacingSource(), SafeMemcache(memcached.address))
+    flags = Flags(RacingSource(), shared(memcached))
     assert flags.enabled(READ_ONLY) is False  # stale for one process TTL at most
-    assert cli.get(memcache_key(READ_ONLY)) == b"1"
+    assert cli.read(READ_ONLY) is True
 
 
 def test_installations_do_not_share_flags(memcached: Memcached) -> None:
     """Two stacks' pools on one memcached (or a CLI pointed at the wrong one) keep apart."""
-    ours, theirs = key_prefix(b"secret one"), key_prefix(b"secret two")
-    assert ours != theirs and ours.startswith(KEY_PREFIX)
-    assert key_prefix(b"secret one") == ours
-    memcache = SafeMemcache(memcached.address)
-    assert publish(memcache, READ_ONLY, True, prefix=theirs)
+    ours, theirs = shared(memcached, b"secret one" * 2), shared(memcached, b"secret two" * 2)
+    assert ours.key(READ_ONLY) != theirs.key(READ_ONLY)
+    assert theirs.publish(READ_ONLY, True)
     source = DummySource({"read_only": False})
-    assert Flags(source, memcache, prefix=ours).enabled(READ_ONLY) is False
+    assert Flags(source, ours).enabled(READ_ONLY) is False
     assert source.reads == 1
-    assert Flags(DummySource(), memcache, prefix=theirs).enabled(READ_ONLY) is True
+    assert Flags(DummySource(), theirs).enabled(READ_ONLY) is True
 
 
 def test_garbage_in_memcached_is_a_miss(memcached: Memcached) -> None:
-    memcache = SafeMemcache(memcached.address)
-    memcache.set(memcache_key(READ_ONLY), b"yes please", expire=10)
+    SafeMemcache(memcached.address).set(shared(memcached).key(READ_ONLY), b"yes please", expire=10)
     source = DummySource({"read_only": True})
-    assert Flags(source, memcache).enabled(READ_ONLY) is True
+    assert Flags(source, shared(memcached)).enabled(READ_ONLY) is True
     assert source.reads == 1
+
+
+def test_a_forged_flag_is_ignored_logged_and_replaced(memcached: Memcached, caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone who reaches memcached can list its keys and write them.
+
+    On the old code (``1``/``0`` under a listable key) writing ``1`` over
+    every key switched read-only mode on in every worker.
+    """
+    source = DummySource({"read_only": False})
+    assert shared(memcached).publish(READ_ONLY, False)
+    raw = SafeMemcache(memcached.address)
+    [key] = memcached.keys()
+    for forged in (b"1", b"on", b"s1.9999999999.6f6e." + b"0" * 64):
+        raw.set(key, forged, expire=0)
+        with caplog.at_level(logging.WARNING, logger="singlemalt.sealed"):
+            assert Flags(source, shared(memcached)).enabled(READ_ONLY) is False
+        assert shared(memcached).read(READ_ONLY) is False  # removed, and the database's value offered
+    assert "forged or corrupted memcached value(s) under hostd:flag:" in caplog.text
+    # Someone else's genuine value (another secret) does not open here either.
+    other = shared(memcached, b"another installation")
+    other.publish(READ_ONLY, True)
+    raw.set(key, raw.get(other.key(READ_ONLY)) or b"", expire=0)
+    assert Flags(source, shared(memcached)).enabled(READ_ONLY) is False
+
+
+def test_a_replayed_flag_counts_only_until_its_own_expiry(memcached: Memcached) -> None:
+    wall = FakeClock()
+    raw = SafeMemcache(memcached.address)
+    assert shared(memcached, clock=wall).publish(READ_ONLY, True)
+    [key] = memcached.keys()
+    captured = raw.get(key)
+    shared(memcached, clock=wall).publish(READ_ONLY, False)  # the admin switches it off
+    raw.set(key, captured or b"", expire=0)  # and someone writes the old "on" back, to live forever
+    assert shared(memcached, clock=wall).read(READ_ONLY) is True  # within its 10 s: accepted
+    wall.now += SHARED_TTL + 1
+    source = DummySource({"read_only": False})
+    assert Flags(source, shared(memcached, clock=wall)).enabled(READ_ONLY) is False
 
 
 def test_memcached_down_falls_back_to_the_database(memcached: Memcached, store: FlagStore) -> None:
     clock = FakeClock()
-    flags = Flags(store, SafeMemcache(memcached.address, timeout=0.2), clock=clock)
+    flags = Flags(store, shared(memcached), clock=clock)
     assert flags.enabled(READ_ONLY) is False
     memcached.kill()
     store.set(READ_ONLY, True)
@@ -202,7 +244,7 @@ def test_memcached_down_falls_back_to_the_database(memcached: Memcached, store: 
 
 def test_memcached_not_configured(store: FlagStore) -> None:
     store.set(READ_ONLY, True)
-    assert Flags(store, SafeMemcache(None)).enabled(READ_ONLY) is True
+    assert Flags(store, SharedFlags(SafeMemcache(None), SECRET)).enabled(READ_ONLY) is True
 
 
 @pytest.mark.parametrize("default", [False, True], ids=["default-off", "default-on"])

@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 from singlemalt import PasswordHasher, SafeMemcache
+from tests.polling import wait_until
 
 MEMCACHED = "/usr/bin/memcached"
 
@@ -38,6 +40,27 @@ class Memcached:
         if reply[0] == "EN":
             return -2
         return int(next(flag[1:] for flag in reply[1:] if flag.startswith("t")))
+
+    def keys(self, at_least: int = 1) -> list[str]:
+        """Every key stored, as anyone who can reach memcached can list them (``lru_crawler metadump``).
+
+        The crawler may miss an item written a moment ago, so this asks again
+        until at least ``at_least`` keys are listed.
+        """
+        listed: list[str] = []
+
+        def dump() -> bool:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                sock.sendall(b"lru_crawler metadump all\r\n")
+                data = b""
+                while not data.endswith(b"END\r\n") and (chunk := sock.recv(65536)):
+                    data += chunk
+            listed[:] = [unquote(line.split()[0].removeprefix(b"key=").decode())
+                         for line in data.splitlines() if line.startswith(b"key=")]
+            return len(listed) >= at_least
+
+        wait_until(f"memcached lists {at_least} keys", dump, timeout=10, interval=0.05)
+        return listed
 
     def kill(self) -> None:
         if self.process.poll() is None:

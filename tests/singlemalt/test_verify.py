@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import passlib.hash as schemes
 import pytest
@@ -11,11 +12,14 @@ import pytest
 from singlemalt.cache import VerificationCache
 from singlemalt.credentials import BasicCredentials, BearerCredentials
 from singlemalt.identity import Identity, Scope
+from singlemalt.memcache import SafeMemcache
 from singlemalt.passwords import PasswordHasher
 from singlemalt.store import TokenRecord, UserRecord
 from singlemalt.tokens import IssuedToken, new_token
 from singlemalt.verify import Verifier
 from tests.polling import wait_until
+
+from .conftest import Memcached
 
 NOW = 1_700_000_000.0
 
@@ -234,7 +238,7 @@ def test_a_burst_of_one_uncached_credential_costs_one_slow_verification(store: D
     assert hasher.entered.acquire(timeout=10)
     for thread in threads[1:]:
         thread.start()
-    key = cache._key("alice", 1, "alice-pw")
+    key = cache._key(store.users["alice"], "alice-pw")
     wait_until("all eight wait their turn", lambda: cache._flights.pending(key) == 8, 10, interval=0.005)
     assert not hasher.entered.acquire(blocking=False)  # nobody else is hashing
     hasher.gate.set()
@@ -259,3 +263,45 @@ def test_a_guess_never_waits_for_the_real_users_verification(store: DummyStore) 
     guess.join(10)
     assert sorted(results, key=repr) == sorted([None, Identity("alice", "password", Scope.WRITE)], key=repr)
     assert verifier.slow_verifications == 2
+
+
+def test_a_re_created_user_never_gets_the_old_password_back(
+    hasher: PasswordHasher, memcache: SafeMemcache
+) -> None:
+    """Deleted, then re-created under the same name (its version starts again at 1): the old password is wrong.
+
+    Two workers share memcached and each has its own LRU. On the old code
+    (cache key without the stored hash) worker 1 accepted the old password
+    from its LRU and worker 2 from memcached.
+    """
+    store = DummyStore()
+    store.users["carol"] = UserRecord("carol", hasher.hash("old-password"), 1)
+    secret = b"re-created-user-secret"
+    workers = [Verifier(store, cache=VerificationCache(memcache, secret), hasher=hasher) for _ in range(2)]
+    for worker in workers:
+        assert worker.verify(BasicCredentials("carol", "old-password")) is not None
+    assert sum(worker.slow_verifications for worker in workers) == 1  # worker 2 found it in memcached
+    del store.users["carol"]
+    assert all(worker.verify(BasicCredentials("carol", "old-password")) is None for worker in workers)
+    store.users["carol"] = UserRecord("carol", hasher.hash("new-password"), 1)
+    fresh = Verifier(store, cache=VerificationCache(memcache, secret), hasher=hasher)
+    for worker in [*workers, fresh]:
+        assert worker.verify(BasicCredentials("carol", "old-password")) is None
+        assert worker.verify(BasicCredentials("carol", "new-password")) is not None
+
+
+def test_a_re_created_user_with_memcached_down_or_restarted(
+    hasher: PasswordHasher, memcached_factory: Callable[..., Memcached]
+) -> None:
+    server = memcached_factory()
+    store = DummyStore()
+    store.users["carol"] = UserRecord("carol", hasher.hash("old-password"), 1)
+    worker = Verifier(store, cache=VerificationCache(SafeMemcache(server.address, retry_interval=0), b"s" * 32),
+                      hasher=hasher)
+    assert worker.verify(BasicCredentials("carol", "old-password")) is not None
+    server.kill()  # down: only the worker's LRU is left
+    store.users["carol"] = UserRecord("carol", hasher.hash("new-password"), 1)
+    assert worker.verify(BasicCredentials("carol", "old-password")) is None
+    memcached_factory(server.port)  # restarted, empty
+    assert worker.verify(BasicCredentials("carol", "old-password")) is None
+    assert worker.verify(BasicCredentials("carol", "new-password")) is not None
