@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 #: covers every request body a client sends before it knows it is allowed
 #: in (hg wire-protocol arguments, git upload-pack negotiation of a few
 #: hundred "have" lines), while a push of real data is cut short with
-#: ``Connection: close`` instead of tying the worker up while it uploads.
+#: ``Connection: close`` instead of tying the worker up while it uploads
+#: (unless the middleware's ``write_drain_limit`` says to read refused
+#: pushes whole, which hg needs to see the answer).
 DEFAULT_DRAIN_LIMIT: Final = 64 * 1024
 _CHUNK: Final = 8192
 _MAX_REASON: Final = 200
@@ -63,9 +65,9 @@ def not_found() -> webob.exc.HTTPException:
     return _plain(webob.exc.HTTPNotFound, "not found")
 
 
-def too_many_requests(retry_after: int) -> webob.exc.HTTPException:
-    """429: too many failed logins; ``Retry-After`` says when to try again."""
-    response = _plain(webob.exc.HTTPTooManyRequests, "too many failed logins")
+def too_many_requests(retry_after: int, reason: str = "too many failed logins") -> webob.exc.HTTPException:
+    """429: too many failed logins (or another ``reason``); ``Retry-After`` says when to try again."""
+    response = _plain(webob.exc.HTTPTooManyRequests, reason)
     response.headers["Retry-After"] = str(retry_after)
     return response
 

@@ -25,6 +25,7 @@ records the decision and its reason, never a secret.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable
@@ -40,7 +41,7 @@ from singlemalt.identity import REMOTE_USER, Identity, Scope
 from singlemalt.proxy import NO_PROXIES, Client, ProxyTrust
 from singlemalt.target import Action, Classifier, Malformed, Target
 from singlemalt.throttle import LoginThrottle
-from singlemalt.verify import Verifier
+from singlemalt.verify import TooManyChecks, Verifier
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -49,6 +50,15 @@ log = logging.getLogger(__name__)
 
 # The realm is sent inside a quoted string; refuse what would need escaping.
 _REALM = re.compile(r'[\x20-\x7e]+')
+
+
+class _Refusal(Exception):
+    """Internal: the answer to a refused request, and what it was (for the body drain)."""
+
+    def __init__(self, response: webob.exc.HTTPException, target: Target | None) -> None:
+        super().__init__(response.status)
+        self.response = response
+        self.target = target
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +80,16 @@ class SingleMalt:
     ``trust_remote_user`` accepts a ``REMOTE_USER`` set by the server in
     front as an already authenticated user; otherwise any incoming
     ``REMOTE_USER`` is removed.  ``drain_limit`` bounds how much of a request
-    body is read before an early reply.
+    body is read before an early reply; ``write_drain_limit`` (at least
+    ``drain_limit``, the same by default) replaces it when the refused request
+    was classified as a write.  Set it to the largest push you accept: hg
+    sends its whole bundle before it reads the answer, so a refusal that
+    closes the connection earlier reaches it as a TLS EOF instead of the 401
+    that makes it ask for a password.  Reads (and malformed requests) keep
+    the small limit, so a stranger cannot make a worker read much for a
+    clone.  Neither limit bounds the drain in time: a client that stops
+    sending holds the thread until the server's socket timeout or the proxy
+    in front (which should cut request bodies that stop progressing).
     """
 
     def __init__(
@@ -85,11 +104,14 @@ class SingleMalt:
         proxy: ProxyTrust = NO_PROXIES,
         trust_remote_user: bool = False,
         drain_limit: int = challenge.DEFAULT_DRAIN_LIMIT,
+        write_drain_limit: int | None = None,
     ) -> None:
         if not _REALM.fullmatch(realm) or '"' in realm or "\\" in realm:
             raise ValueError(f"realm must be printable ASCII without quotes: {realm!r}")
         if drain_limit < 0:
             raise ValueError("drain_limit must not be negative")
+        if write_drain_limit is not None and write_drain_limit < drain_limit:
+            raise ValueError("write_drain_limit must not be below drain_limit")
         self.app = app
         self.classify = classify
         self.verifier = verifier
@@ -99,13 +121,16 @@ class SingleMalt:
         self.proxy = proxy
         self.trust_remote_user = trust_remote_user
         self.drain_limit = drain_limit
+        self.write_drain_limit = drain_limit if write_drain_limit is None else write_drain_limit
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Decide, then either call the app untouched or answer the refusal."""
         try:
             identity, target, decision = self._decide(environ)
-        except webob.exc.HTTPException as refusal:
-            return challenge.reply(environ, start_response, refusal, drain_limit=self.drain_limit)
+        except _Refusal as refusal:
+            write = refusal.target is not None and refusal.target.action is Action.WRITE
+            limit = self.write_drain_limit if write else self.drain_limit
+            return challenge.reply(environ, start_response, refusal.response, drain_limit=limit)
         if identity is not None:
             environ["REMOTE_USER"] = identity.username
         environ["singlemalt.identity"] = identity
@@ -167,10 +192,22 @@ class SingleMalt:
     def _verify(self, request: _Request, credentials: Credentials) -> Identity:
         """Check credentials (after the throttle); refuse with 429 or 401."""
         address = request.client.address
-        if self.throttle is not None and self.throttle.blocked(address, request.user, credentials):
-            self._refuse(request, "throttled", "too many failed logins",
-                         challenge.too_many_requests(self.throttle.lockout), level=logging.WARNING)
-        identity = self.verifier.verify(credentials)
+        permit = None
+        if self.throttle is not None:
+            admission = self.throttle.admit(address, request.user, credentials)
+            if admission.locked:
+                self._refuse(request, "throttled", "too many failed logins",
+                             challenge.too_many_requests(self.throttle.lockout), level=logging.WARNING)
+            if admission.budgeted:
+                # Credentials never seen to work from an address that keeps
+                # failing: a guess costs a slow check only while this
+                # worker's budget lasts.
+                permit = functools.partial(self.throttle.may_check, address)
+        try:
+            identity = self.verifier.verify(credentials, permit=permit)
+        except TooManyChecks:
+            reason = "too many sign-ins with new credentials from your address; retry in a few seconds"
+            self._refuse(request, "throttled", reason, challenge.too_many_requests(2, reason), level=logging.WARNING)
         if identity is None:
             if self.throttle is not None:
                 self.throttle.record_failure(address, request.user)
@@ -201,7 +238,7 @@ class SingleMalt:
         level: int = logging.INFO,
     ) -> NoReturn:
         _log_decision(request, outcome, reason, level=level)
-        raise response
+        raise _Refusal(response, request.target)
 
 
 def _log_decision(request: _Request, outcome: str, reason: str, *, level: int = logging.INFO) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from mercurial import wireprotov1server
 
 from hostd import wsgi
 from hostd.bootstrap import initialize
@@ -45,16 +46,16 @@ PATHS = st.one_of(
     st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=80).map(lambda s: "/" + s),
     st.sampled_from(["", "//", "/demo//hello.git/info/refs", "/demo/hello.git/../../etc/passwd"]),
 )
-HG_COMMANDS = st.sampled_from([
-    "capabilities", "heads", "known", "getbundle", "unbundle", "pushkey", "listkeys", "lookup", "branchmap",
-    "batch", "between", "changegroup", "clonebundles", "stream_out", "debugwireargs", "protocaps", "log",
-    "changelog", "file", "raw-file", "archive", "static", "nosuchcommand", "", "cmd", "\x00",
+# Every wire command in Mercurial's own table, some hgweb pages, and nonsense.
+HG_COMMANDS = st.sampled_from(sorted(cmd.decode() for cmd in wireprotov1server.commands) + [
+    "log", "changelog", "file", "raw-file", "archive", "static", "nosuchcommand", "", "cmd", "\x00",
 ])
 QUERY_PARTS = st.one_of(
     st.builds(lambda s: f"service={s}", st.sampled_from(["git-upload-pack", "git-receive-pack", "git-x", "", "%00"])),
     st.builds(lambda c: f"cmd={c}", HG_COMMANDS),
     st.builds(lambda k, v: f"{k}={v}", st.sampled_from(["key", "namespace", "heads", "common", "nodes", "pairs",
-                                                         "cmds", "x", "style", "rev"]),
+                                                         "cmds", "x", "style", "rev", "roots", "bases", "path",
+                                                         "listkeys", "bundlecaps", "file", "node"]),
               st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60)),
     st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=40),
 )
@@ -211,12 +212,24 @@ def test_no_5xx_and_no_exception(pools: Pools, pool: str, data: st.DataObject) -
     assert 200 <= code < 500, (status, method, path, query, extra)
 
 
+BUNDLE2 = "bundlecaps=HG20,bundle2%3DHG20%250Alistkeys"
+
+
 @pytest.mark.parametrize(("pool", "path", "query", "expected"), [
     ("web", "/\x80", "", 404),  # GET /%80: not UTF-8
     ("hg", "/demo/hello-hg", "cmd=known", 400),  # wire command without its "nodes" argument
     ("hg", "/demo/hello-hg", "cmd=archive", 400),  # page without its "node"
     ("hg", "/demo/hello-hg", "cmd=capabilities", 200),
-], ids=["web-non-utf8-path", "hg-known-without-nodes", "hg-archive-without-node", "hg-capabilities"])
+    # Found by the table tests in tests/hostd/test_hgapp.py (500s and cut-off streams):
+    ("hg", "/demo/hello-hg", f"cmd=changegroup&roots={SHA}", 404),  # unknown node
+    ("hg", "/demo/hello-hg", "cmd=changegroup&roots=", 400),  # empty revset
+    ("hg", "/demo/hello-hg", "cmd=get_cached_bundle_inline&path=/etc/passwd", 404),
+    ("hg", "/demo/hello-hg", "cmd=batch&cmds=stream_out+", 400),  # streams cannot be batched
+    ("hg", "/demo/hello-hg", f"cmd=getbundle&{BUNDLE2}&listkeys={'n' * 300}", 400),  # cut off after 200
+    ("hg", "/demo/hello-hg", "cmd=static&file=../x", 404),
+], ids=["web-non-utf8-path", "hg-known-without-nodes", "hg-archive-without-node", "hg-capabilities",
+        "hg-changegroup-unknown-root", "hg-changegroup-no-roots", "hg-inline-bundle-outside-the-cache",
+        "hg-batched-stream", "hg-getbundle-long-listkeys", "hg-static-parent"])
 def test_found_by_fuzzing(pools: Pools, pool: str, path: str, query: str, expected: int) -> None:
     """Inputs this suite found answering 500, now a clear 4xx (and a control)."""
     auth = "Basic " + base64.b64encode(f"demo:{pools.password}".encode()).decode()

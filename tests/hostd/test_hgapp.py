@@ -3,27 +3,33 @@ and the push log (real bundle2 pushes, built with Mercurial's own code)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
 import sqlite3
 import subprocess
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 import webtest
 from mercurial import bookmarks as bookmod
-from mercurial import bundle2, changegroup, discovery, hg
+from mercurial import bundle2, changegroup, discovery, hg, wireprototypes, wireprotov1server
 from mercurial import ui as uimod
+from mercurial.hgweb import webcommands
 from mercurial.node import bin
 
+from hostd.accounts import Accounts
+from hostd.database import Database
 from hostd.hgapp import HgApp
 from hostd.names import RepoName
-from hostd.storage import hg_command
-from singlemalt import Action, Target
+from hostd.storage import Storage, hg_command
+from singlemalt import Action, SingleMalt, Target, Verifier, classify_hg
 from tests.hostd.conftest import Site
 
 
@@ -289,3 +295,247 @@ def test_concurrent_pushes_are_attributed_to_their_own_users(site: Site, tmp_pat
     for _, user, updates in pushlog.records:
         assert ("bookmark:" + user, ZERO, nodes[user]) in updates
         assert all(new == nodes[user] for _, _, new in updates)
+
+
+def _kill_mid_push(local: Local, server: Path, node: str) -> None:
+    """``hg unbundle`` of ``node`` into ``server``, SIGKILLed by a hook inside its transaction."""
+    bundle = local.path.parent / "killed.hg"
+    local._hg("bundle", "-q", "-r", node, "--base", "null", str(bundle))
+    killed = subprocess.run([*hg_command(), "-R", str(server), "unbundle", str(bundle), "--config",
+                             "hooks.pretxnchangegroup=kill -9 $PPID"],
+                            env={"HGRCPATH": "", "PATH": "/usr/bin:/bin"}, capture_output=True, check=False)
+    assert killed.returncode != 0, killed
+    assert (server / ".hg" / "store" / "journal").exists()
+
+
+def test_a_push_after_a_killed_push_rolls_its_transaction_back(site: Site, tmp_path: Path) -> None:
+    """A worker SIGKILLed inside unbundle leaves ``store/journal`` (and a lock
+    whose holder is dead); Mercurial refuses every later push ("abandoned
+    transaction found") until someone runs ``hg recover``: the next push does."""
+    ref = site.repo("alice", "notes", "hg")
+    server = site.storage.path(ref, "hg")
+    base = _tip(server)
+    pushlog = DummyPushLog()
+    hgapp, app = _pushlog_app(site, pushlog)
+    hgapp._hgweb_for(server)  # hgweb first: see test_capabilities (Mercurial's import order)
+    local = Local(server, tmp_path / "local")
+    node = local.commit("one.txt")
+    _kill_mid_push(local, server, node)
+    assert _tip(server) == base
+
+    assert b"error:abort" not in _push(app, ref, local.bundle([node]))
+    assert _tip(server) == node
+    assert not (server / ".hg" / "store" / "journal").exists()
+    assert pushlog.records == [(ref, "alice", [("branch:default", base, node)])]
+
+
+def test_a_read_leaves_an_abandoned_transaction_alone(site: Site, tmp_path: Path) -> None:
+    """Clones and pulls never wait for the store lock: only a write recovers."""
+    ref = site.repo("alice", "notes", "hg")
+    server = site.storage.path(ref, "hg")
+    app = _app(site, Action.READ)
+    app.get(f"/{ref}?cmd=capabilities")
+    local = Local(server, tmp_path / "local")
+    _kill_mid_push(local, server, local.commit("one.txt"))
+    app.get(f"/{ref}?cmd=heads")
+    assert (server / ".hg" / "store" / "journal").exists()
+
+
+# -- hostile arguments: every wire command and page, from Mercurial's own tables ---
+
+UNKNOWN_NODE = "0123456789abcdef0123456789abcdef01234567"
+#: Bogus values for every argument: unknown but well-formed nodes, non-hex and
+#: wrong-length nodes, numbers, paths that try to leave the repository, and
+#: names longer than a bundle2 parameter (255 bytes) may be.
+BOGUS = {
+    "unknown-node": UNKNOWN_NODE,
+    "node-list": f"{UNKNOWN_NODE} {ZERO}",
+    "node-pair": f"{UNKNOWN_NODE}-{ZERO}",
+    "non-hex": "zz" * 20,
+    "short-hex": "abcd",
+    "odd-hex": "abc",
+    "empty": "",
+    "negative": "-1",
+    "huge": "9" * 400,
+    "parent-path": "../../../etc/passwd",
+    "absolute-path": "/etc/passwd",
+    "nul": "a\x00b",
+    "long-name": "n" * 300,
+    "separators": "a;b,c=d e",
+}
+#: What the other arguments hold while one is bogus: well-formed enough that
+#: the command gets as far as it can (getbundle only streams for bundle2).
+WELL_FORMED = {
+    "bundlecaps": "HG20,bundle2=" + quote("HG20\nchangegroup=01,02\nlistkeys\nphases=heads\nbookmarks"),
+    "common": ZERO, "cg": "1", "listkeys": "phases,bookmarks", "phases": "1", "bookmarks": "1",
+}
+#: Arguments a ``*`` command reads besides its named ones.
+STAR_ARGUMENTS = {b"getbundle": sorted(k.decode() for k in wireprototypes.GETBUNDLE_ARGUMENTS),
+                  b"debugwireargs": ["three", "four"]}
+TRANSPORTS = ["query", "headers", "post"]
+
+
+def _guarded(site: Site) -> webtest.TestApp:
+    """HgApp behind singlemalt, as the hg pool runs it; ``REMOTE_USER`` stands in for a
+    verified password (hashing one per request would make the tables slow)."""
+    guarded = SingleMalt(HgApp(site.policy("hg").resolve, site.storage), classify=classify_hg,
+                         verifier=Verifier(site.accounts), authorize=site.policy("hg"), realm="test",
+                         trust_remote_user=True)
+    return webtest.TestApp(guarded, extra_environ={"wsgi.url_scheme": "https"})
+
+
+def _arguments(cmd: bytes) -> list[str]:
+    entry = wireprotov1server.commands[cmd]
+    return [name.decode() for name in entry.args.split() if name != b"*"] + STAR_ARGUMENTS.get(cmd, [])
+
+
+def _well_formed(cmd: str, name: str) -> str | None:
+    """A harmless value for argument ``name``; None leaves an optional one out."""
+    if name in WELL_FORMED:
+        return WELL_FORMED[name]
+    named = [arg.decode() for arg in wireprotov1server.commands[cmd.encode()].args.split()]
+    return UNKNOWN_NODE if name in named else None
+
+
+def _wire(app: webtest.TestApp, path: str, cmd: str, args: dict[str, str], transport: str,
+          environ: dict[str, str]) -> webtest.TestResponse:
+    """One wire command with ``args`` sent the way ``transport`` says, as hg's httppeer does."""
+    encoded = urlencode(args)
+    headers = {"Accept": "application/mercurial-0.1"}
+    url = f"{path}?cmd={cmd}"
+    if transport == "query" and encoded:
+        url += "&" + encoded
+    elif transport == "headers" and encoded:
+        headers["X-HgArg-1"] = encoded
+    elif transport == "post" and encoded:
+        headers["X-HgArgs-Post"] = str(len(encoded))
+        return app.post(url, encoded.encode(), headers=headers, content_type="application/mercurial-0.1",
+                        extra_environ=environ, expect_errors=True)
+    if cmd in ("unbundle", "pushkey"):
+        return app.post(url, b"", headers=headers, content_type="application/mercurial-0.1",
+                        extra_environ=environ, expect_errors=True)
+    return app.get(url, headers=headers, extra_environ=environ, expect_errors=True)
+
+
+def _clean(response: webtest.TestResponse, what: str) -> None:
+    assert response.status_int < 500, (what, response.status, response.body[:300])
+    assert b"Traceback" not in response.body, (what, response.body[:300])
+
+
+IDENTITIES: dict[str, dict[str, str]] = {"anonymous": {}, "writer": {"REMOTE_USER": "alice"}}
+#: The values tried one argument at a time (the rest well-formed); every value is tried in all arguments at once.
+SINGLY = ["unknown-node", "non-hex", "empty", "long-name", "absolute-path"]
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[webtest.TestApp, str]:
+    """One public repository of alice's behind singlemalt, shared by the table tests (they only read)."""
+    root = tmp_path_factory.mktemp("hostile")
+    db = Database(root / "hostd.db")
+    db.create()
+    site = Site(Accounts(db), Storage(root / "repos"))
+    ref = site.repo("alice", "pub", "hg", public=True)
+    return _guarded(site), f"/{ref}"
+
+
+@pytest.mark.parametrize("identity", sorted(IDENTITIES))
+@pytest.mark.parametrize("cmd", sorted(c.decode() for c in wireprotov1server.commands))
+def test_every_wire_command_answers_bogus_arguments_with_a_4xx(
+    hostile: tuple[webtest.TestApp, str], cmd: str, identity: str
+) -> None:
+    """Driven by Mercurial's command table: a command a Mercurial upgrade adds is covered here."""
+    app, path = hostile
+    environ = IDENTITIES[identity]
+    _clean(_wire(app, path, cmd, {}, "query", environ), f"{cmd} without arguments")
+    names = _arguments(cmd.encode()) or ["extra"]
+    for label, value in BOGUS.items():
+        for transport in TRANSPORTS:
+            for bogus in ["all", *(names if label in SINGLY and len(names) > 1 else [])]:
+                chosen = {name: value if bogus in (name, "all") else _well_formed(cmd, name) for name in names}
+                args = {name: arg for name, arg in chosen.items() if arg is not None}
+                _clean(_wire(app, path, cmd, args, transport, environ), f"{cmd} {bogus}={label} by {transport}")
+
+
+@pytest.mark.parametrize("cmd", sorted(c.decode() for c in wireprotov1server.commands if c != b"batch"))
+def test_every_wire_command_in_a_batch_answers_with_a_4xx(hostile: tuple[webtest.TestApp, str], cmd: str) -> None:
+    app, path = hostile
+    names = _arguments(cmd.encode())
+    for label, value in BOGUS.items():
+        escaped = wireprototypes.escapebatcharg(value.encode()).decode("latin-1")
+        batch = cmd + " " + ",".join(f"{name}={escaped}" for name in names)
+        for identity, environ in IDENTITIES.items():
+            for transport in TRANSPORTS:
+                _clean(_wire(app, path, "batch", {"cmds": batch}, transport, environ),
+                       f"batch of {cmd} with {label} by {transport} as {identity}")
+
+
+@pytest.mark.parametrize("page", sorted(webcommands.__all__))
+def test_every_hgweb_page_answers_bogus_arguments_with_a_4xx(hostile: tuple[webtest.TestApp, str], page: str) -> None:
+    """The pages hgweb serves at the repository's root (``?cmd=<page>``), from hgweb's own list."""
+    app, path = hostile
+    for label, value in BOGUS.items():
+        for name in ("node", "file", "rev", "revcount"):
+            query = urlencode({"cmd": page, "node": "tip", name: value})
+            _clean(app.get(f"{path}?{query}", expect_errors=True), f"{page} {name}={label}")
+
+
+@pytest.mark.parametrize("cmd", ["nosuchcommand", "x_rfl_getfile", "debugwireargs2", "capabilities2"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_unknown_commands_are_refused_as_writes_and_answered_cleanly(
+    hostile: tuple[webtest.TestApp, str], cmd: str, method: str
+) -> None:
+    """singlemalt classifies an unknown command as a write (401 for a stranger);
+    the writer it lets through gets hgweb's 400, not a 500."""
+    app, path = hostile
+    send = app.get if method == "GET" else functools.partial(app.post, params=b"x" * 100)
+    assert send(f"{path}?cmd={cmd}", expect_errors=True).status_int == 401
+    writer = send(f"{path}?cmd={cmd}", extra_environ=IDENTITIES["writer"], expect_errors=True)
+    assert writer.status_int == 400, writer.status
+    assert b"Traceback" not in writer.body
+
+
+@pytest.mark.parametrize(("query", "headers", "status", "reason"), [
+    (f"cmd=changegroup&roots={UNKNOWN_NODE}", {}, 404, b"unknown revision"),
+    ("cmd=changegroup&roots=", {}, 400, b"malformed"),
+    ("cmd=known&nodes=zz", {}, 400, b"malformed"),
+    ("cmd=batch&cmds=stream_out+", {}, 400, b"batch"),
+    ("cmd=batch&cmds=heads+%3Bunbundle+heads%3D", {}, 401, b"authentication required"),  # a write: challenged
+    ("cmd=getbundle&listkeys=" + "n" * 256, {}, 400, b"listkeys"),
+    ("cmd=get_cached_bundle_inline&path=/etc/passwd", {}, 404, b"clone bundle not found"),
+    ("cmd=get_cached_bundle_inline&path=../requires", {}, 404, b"clone bundle not found"),
+    ("cmd=get_cached_bundle_inline&path=missing.hg", {}, 404, b"clone bundle not found"),
+    ("cmd=heads", {"X-HgArgs-Post": "5"}, 400, b"httppostargs"),
+    ("cmd=heads", {"X-HgArgs-Post": "-1"}, 400, b"httppostargs"),
+    ("cmd=static&file=../../etc/passwd", {}, 404, b"not found"),
+    ("cmd=static&file=" + "s" * 300, {}, 404, b"not found"),
+], ids=["unknown-root", "no-roots", "non-hex", "batched-stream", "batched-write", "long-listkeys",
+        "inline-absolute", "inline-parent", "inline-missing", "post-args", "post-args-negative", "static-parent",
+        "static-too-long"])
+def test_hostile_requests_get_a_clear_answer(hostile: tuple[webtest.TestApp, str], query: str,
+                                             headers: dict[str, str], status: int, reason: bytes) -> None:
+    app, path = hostile
+    response = app.get(f"{path}?{query}", headers=headers, status=status)
+    assert reason in response.body
+
+
+def test_an_inline_clone_bundle_in_the_cache_is_still_served(site: Site) -> None:
+    ref = site.repo("alice", "notes", "hg", public=True)
+    cache = site.storage.path(ref, "hg") / ".hg" / "bundle-cache"
+    cache.mkdir()
+    (cache / "full.hg").write_bytes(b"HG20 a bundle")
+    (cache / "sub").mkdir()
+    app = _guarded(site)
+    response = app.get(f"/{ref}?cmd=get_cached_bundle_inline&path=full.hg")
+    assert zlib.decompress(response.body).endswith(b"HG20 a bundle")  # the 0.1 media type is zlib
+    app.get(f"/{ref}?cmd=get_cached_bundle_inline&path=sub", status=404)  # a directory: hgweb would fail mid-stream
+
+
+def test_page_urls_come_from_the_configured_base_url_not_the_host_header(site: Site) -> None:
+    """hgweb completes its absolute URLs (feeds, ``urlbase``) from SERVER_NAME, which servers take from Host."""
+    site.repo("alice", "feed", "hg")
+    app = HgApp(site.policy("hg").resolve, site.storage, base_url="https://hg.example.test:8443")
+    client = webtest.TestApp(DummyAuthorized(app, Action.READ), extra_environ={"wsgi.url_scheme": "https"})
+    forged = {"HTTP_HOST": "evil.example", "SERVER_NAME": "evil.example", "SERVER_PORT": "443"}
+    body = client.get("/alice/feed?cmd=log&style=atom", extra_environ=forged).text
+    assert "https://hg.example.test:8443/" in body
+    assert "evil.example" not in body

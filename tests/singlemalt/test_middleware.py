@@ -31,9 +31,11 @@ from singlemalt import (
     Verifier,
     new_token,
 )
+from singlemalt.checkbudget import CheckBudget
 from singlemalt.tokens import IssuedToken
 
 REALM = 'Basic realm="test", charset="UTF-8"'
+SECRET = b"middleware-test-secret-0123456789"
 
 
 class DummyStore:
@@ -101,7 +103,7 @@ class World:
     def __init__(self, hasher: PasswordHasher, memcache: SafeMemcache, **options: Any) -> None:
         self.store = DummyStore(hasher)
         self.verifier = Verifier(self.store, hasher=hasher)
-        self.throttle = LoginThrottle(memcache, limit=3, address_limit=3)
+        self.throttle = LoginThrottle(memcache, secret=SECRET, limit=3, address_limit=3)
         self.app = DummyApp()
         self.address = f"192.0.2.{uuid.uuid4().int % 250 + 1}"
         options.setdefault("throttle", self.throttle)
@@ -183,7 +185,7 @@ def test_a_login_that_just_passed_skips_the_lock_read_but_a_guess_does_not(
 ) -> None:
     world.client.get("/alice/x", headers=basic("alice", "alice-pw"), status=200)
     # Another worker locks alice out from this address meanwhile.
-    other_worker = LoginThrottle(memcache, limit=3, address_limit=3)
+    other_worker = LoginThrottle(memcache, secret=SECRET, limit=3, address_limit=3)
     for _ in range(3):
         other_worker.record_failure(world.address, "alice")
     world.client.get("/alice/x", headers=basic("alice", "alice-pw"), status=200)  # remembered
@@ -319,6 +321,49 @@ def test_early_reply_drains_small_bodies_and_closes_after_large_ones(
     assert large.headers["Connection"] == "close"
 
 
+def classify_by_query(environ: dict[str, Any]) -> Target | Malformed:
+    """Like hg's wire protocol: the query, not the method, says read or write."""
+    action = Action.READ if environ["QUERY_STRING"] == "read" else Action.WRITE
+    return Target(environ["PATH_INFO"].strip("/"), action, "dummy:" + environ["QUERY_STRING"])
+
+
+def test_refused_writes_are_drained_up_to_the_write_limit_and_reads_are_not(world: World) -> None:
+    """hg sends a whole push before it reads the answer: a refused write is read
+    to the end (up to write_drain_limit) so the client sees the 401, not a reset.
+    A refused read keeps the small limit: a stranger cannot make us read much."""
+    middleware = SingleMalt(world.app, classify=classify_by_query, verifier=world.verifier,
+                            authorize=dummy_authorize, drain_limit=1024, write_drain_limit=100_000)
+    client = webtest.TestApp(middleware, lint=True)
+    body = b"x" * 50_000
+    for path in ("/alice/repo?write", "/public/repo?write"):  # 401 (challenge) and 401 (read-only for anonymous)
+        assert "Connection" not in client.post(path, params=body, status=401).headers
+    assert "Connection" not in client.post("/alice/repo?write", params=body, headers=basic("bob", "bob-pw"),
+                                           status=404).headers
+    assert client.post("/alice/repo?write", params=body * 3, status=401).headers["Connection"] == "close"
+    assert client.post("/alice/repo?read", params=body, status=401).headers["Connection"] == "close"
+    assert "Connection" not in client.post("/alice/repo?read", params=b"x" * 1000, status=401).headers
+    assert not world.app.calls
+
+
+def test_malformed_requests_keep_the_small_drain_limit(hasher: PasswordHasher, memcache: SafeMemcache) -> None:
+    world = World(hasher, memcache, drain_limit=1024, write_drain_limit=100_000)
+    response = world.client.post("/bad/repo", params=b"x" * 5000, status=400)
+    assert response.headers["Connection"] == "close"
+
+
+def test_write_drain_limit_defaults_to_the_drain_limit(hasher: PasswordHasher, memcache: SafeMemcache) -> None:
+    world = World(hasher, memcache, drain_limit=1024)
+    assert world.middleware.write_drain_limit == 1024
+    response = world.client.post("/alice/repo", params=b"x" * 5000, status=401)
+    assert response.headers["Connection"] == "close"
+
+
+def test_write_drain_limit_below_the_drain_limit_is_refused(world: World) -> None:
+    with pytest.raises(ValueError):
+        SingleMalt(world.app, classify=dummy_classify, verifier=world.verifier,
+                   authorize=dummy_authorize, drain_limit=1024, write_drain_limit=1000)
+
+
 def test_head_challenge_has_no_body(world: World) -> None:
     response = world.client.head("/alice/private", status=401)
     assert response.body == b""
@@ -414,3 +459,49 @@ def test_memcached_dying_mid_test_changes_nothing_visible(
         world.client.get("/alice/x", headers=basic("alice", "nope"), status=401)
     memcache_warnings = [r for r in caplog.records if r.name == "singlemalt.memcache"]
     assert len(memcache_warnings) == 1
+
+
+def test_a_shared_address_under_attack_keeps_serving_its_known_users(world: World) -> None:
+    """An office NAT: someone there tries many accounts; alice, who logged in from there before, keeps working.
+
+    On the old code the address lock answered 429 to alice too.
+    """
+    world.client.get("/alice/x", headers=basic("alice", "alice-pw"), status=200)
+    for number in range(3):  # address_limit=3: the address is now locked for unknown credentials
+        world.client.get("/alice/x", headers=basic(f"nobody{number}", "guess"), status=401)
+    world.client.get("/alice/x", headers=basic("alice", "alice-pw"), status=200)
+    world.client.get("/alice/shared", headers=basic("bob", "bob-pw"), status=429)  # right password, never seen here
+    before = world.verifier.slow_verifications
+    world.client.get("/alice/x", headers=basic("alice", "guess"), status=429)  # a guess is an unknown credential
+    assert world.verifier.slow_verifications == before  # refused without a password check
+    world.client.get("/alice/x", headers=basic("alice", "alice-pw"), status=200)
+
+
+def test_failures_lock_the_account_in_every_spelling(world: World) -> None:
+    """On the old code ``ALICE`` got through the lock that three failures as ``alice`` set."""
+    for _ in range(3):
+        world.client.get("/alice/x", headers=basic("alice", "nope"), status=401)
+    for spelling in ("ALICE", "Alice"):
+        world.client.get("/alice/x", headers=basic(spelling, "alice-pw"), status=429)
+
+
+def test_guesses_beyond_the_check_budget_get_429_without_hashing_and_known_users_go_on(
+        hasher: PasswordHasher, memcache: SafeMemcache) -> None:
+    """Each guess costs an argon2 check: from an address that keeps failing, past the worker's budget,
+    it costs nothing and gets 429.
+
+    On the old code every guess was hashed (and answered 401) until the
+    address had failed often enough to be locked.
+    """
+    throttle = LoginThrottle(memcache, secret=SECRET, limit=3, address_limit=50, suspect_after=2,
+                             checks=CheckBudget(rate=1e-9, burst=1, address_rate=1e-9, address_burst=1))
+    world = World(hasher, memcache, throttle=throttle)
+    world.client.get("/alice/x", headers=basic("alice", "alice-pw"), status=200)
+    for guess in range(3):  # two failures make the address a suspect; the third guess spends the budget
+        world.client.get("/alice/x", headers=basic(f"nobody{guess}", "guess"), status=401)
+    before = world.verifier.slow_verifications
+    refused = world.client.get("/alice/x", headers=basic("nobody3", "guess"), status=429)
+    assert refused.headers["Retry-After"] == "2" and "retry in a few seconds" in refused.text
+    world.client.get("/alice/shared", headers=basic("bob", "bob-pw"), status=429)  # never seen from here
+    assert world.verifier.slow_verifications == before  # refused without a password check
+    world.client.get("/alice/x", headers=basic("alice", "alice-pw"), status=200)  # known: no budget needed
