@@ -10,6 +10,9 @@ a request never waits behind another worker's long clones.
 
 import os
 
+from hostd.inflight import InFlight, sweep
+from hostd.settings import Settings, SettingsError
+
 worker_class = "hostd.threadworker.BalancedThreadWorker"
 workers = int(os.environ.get("HOSTD_WORKERS", "2"))
 threads = int(os.environ.get("HOSTD_THREADS", "4"))
@@ -37,6 +40,32 @@ errorlog = "-"
 loglevel = "info"
 access_log_format = '%(h)s rid=%({x-request-id}i)s "%(r)s" %(s)s %(B)s %(M)sms'
 
+# A push (or a clone being copied into the pack cache) whose worker dies
+# mid-way leaves its temporary file in the repository. Every such write is
+# registered in the run directory while it lasts (hostd/inflight.py); the
+# master removes a dead worker's leftovers as soon as it reaps the worker,
+# and those of a whole pool that died (master included) when it starts again.
+# `hostd maintain` stays the backstop, by file age.
+
+
+def _sweep_inflight(server) -> None:  # noqa: ANN001 - gunicorn's arbiter
+    try:
+        directory = InFlight.of_run_dir(Settings.from_env().run_dir).directory
+    except SettingsError as error:
+        server.log.warning("in-flight writes not swept: %s", error)
+        return
+    for path in sweep(directory):
+        server.log.warning("removed %s, left by a killed worker", path)
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    _sweep_inflight(server)
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    _sweep_inflight(server)
+
+
 # A worker whose master has died stops promptly, even in the middle of a long
 # request (see hostd reap). The kernel sends it SIGTERM at once (gunicorn's
 # graceful stop: no new connections, in-flight ones may finish), and a
@@ -44,11 +73,18 @@ access_log_format = '%(h)s rid=%({x-request-id}i)s "%(r)s" %(s)s %(B)s %(M)sms'
 # graceful_timeout (30 s) and the interpreter's wait for request threads
 # could otherwise keep an orphan streaming a clone for an hour, holding the
 # listening socket the restarted master needs. The restarted pool serves the
-# client's retry; `hostd maintain` removes what a cut-off push left behind.
+# client's retry; what a cut-off push left behind goes at the next sweep
+# (the end of any push, a worker's death, a pool's start; see hostd/inflight.py).
 ORPHAN_GRACE = float(os.environ.get("HOSTD_ORPHAN_GRACE", "5"))
 
 
+# A receive that waits this long for a byte fails its request and frees the
+# thread: a client that stops in the middle of a body (hostd/threadworker.py).
+READ_TIMEOUT = float(os.environ.get("HOSTD_READ_TIMEOUT", "60"))
+
+
 def post_fork(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+    worker.read_timeout = READ_TIMEOUT
     import ctypes
     import signal
     import threading

@@ -27,7 +27,12 @@ limit do. Before the report the rest of the body is read and dropped, up to
 twice the limit in all: git reads the answer only once it has sent its whole
 pack, and meets a closed connection otherwise ("Send failure: Broken pipe").
 Nothing is read after a response has been sent. A failed push leaves no
-temporary pack behind.
+temporary pack behind, and neither does a push whose worker is killed: each
+push is registered in ``inflight`` (:mod:`hostd.inflight`), and its temporary
+pack is removed as soon as the worker's death is seen.
+
+A request body with a ``Content-Encoding`` other than gzip is refused (415);
+a gzip body is bounded in how far it inflates (:mod:`hostd.gitbody`).
 """
 
 from __future__ import annotations
@@ -62,8 +67,17 @@ from dulwich.web import HTTPGitApplication
 from webob import exc
 
 from hostd.accounts import Repo
-from hostd.gitbody import BoundedBody, RequestTooLarge, content_length, mib, prepare_body
+from hostd.gitbody import (
+    COMPRESSED_REQUEST_LIMIT,
+    BodyRefused,
+    BoundedBody,
+    content_coding,
+    content_length,
+    mib,
+    prepare_body,
+)
 from hostd.gitrefstate import PerRefState
+from hostd.inflight import InFlight
 from hostd.pushlog import PushLog
 from hostd.refadvert import receive_pack_advertisement, respond, service_header
 from hostd.responses import text_error
@@ -174,12 +188,14 @@ class GitApp:
         max_request_bytes: int,
         pushlog: PushLog | None = None,
         upload_pack: UploadPack | None = None,
+        inflight: InFlight | None = None,
     ) -> None:
         self.resolve = resolve
         self.storage = storage
         self.max_request_bytes = max_request_bytes
         self.pushlog = pushlog
         self.upload_pack = upload_pack
+        self.inflight = inflight
         self.adverts = upload_pack.adverts if upload_pack is not None else PerRefState()
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
@@ -224,9 +240,17 @@ class GitApp:
         announced = content_length(environ) if method == "POST" else 0
         if announced > limit and not push:
             raise text_error(exc.HTTPRequestEntityTooLarge, too_large + ".")
+        coding = content_coding(environ) if method == "POST" else ""
+        if coding is None:
+            # Fail closed: a body git cannot read must not reach it as garbage.
+            raise text_error(exc.HTTPUnsupportedMediaType,
+                             "Only gzip Content-Encoding is supported (git sends gzip or nothing).")
+        if coding and not push and limit > COMPRESSED_REQUEST_LIMIT:
+            limit = COMPRESSED_REQUEST_LIMIT
+            too_large = f"gzip-compressed request inflates past the server's limit of {mib(limit)}"
         inner = dict(environ, PATH_INFO=endpoint)
-        prepare_body(inner)
-        body = BoundedBody(inner["wsgi.input"], limit, too_large, refuse_pack=announced > limit)
+        wire = inner["wsgi.input"]
+        body = BoundedBody(prepare_body(inner, coding), limit, too_large, refuse_pack=announced > limit, source=wire)
         inner["wsgi.input"] = body
         try:
             git_dir = self.storage.path(repo.ref, "git")
@@ -241,12 +265,24 @@ class GitApp:
             backend, handlers={b"git-upload-pack": _UploadPack, b"git-receive-pack": _ReceivePack}
         )
         response = _DeferredStart(start_response)
+        # Registered before dulwich creates its temporary pack, ended after it is renamed or removed.
+        ticket = self.inflight.begin(git_dir) if push and self.inflight is not None else None
+
         def finish() -> None:
-            backend.close()
+            try:
+                backend.close()
+            finally:
+                if ticket is not None:
+                    ticket.end()
             if push and body.received >= _COLLECT_AFTER_BYTES:
                 _release_memory()
 
-        return _served(git(inner, response.start_response), environ, response, body, finish)
+        try:
+            app_iter = git(inner, response.start_response)
+        except BaseException:
+            finish()
+            raise
+        return _served(app_iter, environ, response, body, finish)
 
     def _receive_pack_refs(self, environ: WSGIEnviron, start_response: StartResponse,
                            git_dir: Path) -> Iterable[bytes]:
@@ -274,8 +310,9 @@ class GitApp:
             return self.upload_pack.info_refs(environ, start_response, git_dir)
         try:
             return self.upload_pack.upload_pack(environ, start_response, git_dir, body)
-        except RequestTooLarge:
-            raise text_error(exc.HTTPRequestEntityTooLarge, body.reason + ".") from None
+        except BodyRefused as error:
+            log.info("refused an upload-pack request body: %s", error.reason)
+            raise _body_refusal(error) from None
 
     def _recorder(self, repo: Repo, environ: WSGIEnviron) -> PushRecorder | None:
         pushlog = self.pushlog
@@ -343,10 +380,10 @@ def _served(app_iter: Iterable[bytes], environ: WSGIEnviron, response: _Deferred
     except Exception:
         # dulwich wraps the error it got from reading (a GitProtocolError for
         # a pkt-line), so the body is asked, not the exception.
-        if not body.exceeded or response.started:
+        if body.refused is None or response.started:
             raise
-        log.info("refused a request body over the limit: %s", body.reason)
-        yield from text_error(exc.HTTPRequestEntityTooLarge, body.reason + ".")(environ, response.server_start_response)
+        log.info("refused a request body: %s", body.refused.reason)
+        yield from _body_refusal(body.refused)(environ, response.server_start_response)
     finally:
         try:
             close_iter = getattr(app_iter, "close", None)
@@ -354,6 +391,12 @@ def _served(app_iter: Iterable[bytes], environ: WSGIEnviron, response: _Deferred
                 close_iter()
         finally:
             close()
+
+
+def _body_refusal(error: BodyRefused) -> exc.HTTPException:
+    """The HTTP answer to a body refused while it was read: 413 (too large, a bomb) or 400 (corrupt)."""
+    status = exc.HTTPRequestEntityTooLarge if error.status == 413 else exc.HTTPBadRequest
+    return text_error(status, error.reason + ".")
 
 
 # (ref name or b"unpack", b"ok" or the reason it failed), as dulwich reports them

@@ -16,7 +16,11 @@ Why a file is considered abandoned (and not in use):
   being received writes its temporary pack continuously, so its mtime keeps
   moving; one untouched for ``temp_age`` (default 15 minutes) is an upload
   that was interrupted. Its objects were never referenced by any ref, so
-  removing it loses nothing.
+  removing it loses nothing. Those of a worker that was killed are normally
+  gone within a second already (:mod:`hostd.inflight`: the gunicorn master
+  removes them when it reaps the worker); this is the backstop, for a
+  write that could not be registered or a registry lost with its run
+  directory.
 - a clone response being copied into the pack cache
   (``hostd-pack-cache/.tmp-*``, see :mod:`hostd.gitcache`) is written as it
   is sent; one untouched for ``temp_age`` belongs to a killed worker.

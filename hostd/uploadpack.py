@@ -5,7 +5,11 @@ times git's CPU, and a big clone sends nothing for minutes. Where git is
 installed, the fetch side of the protocol is handed to
 ``git upload-pack --stateless-rpc``, which is what ``git http-backend`` runs
 (and GitLab, Gitea, Kallithea and RhodeCode): the request body goes to its
-stdin and its stdout is streamed back in large chunks. git sends progress
+stdin as it arrives and its stdout is streamed back in large chunks.
+(http-backend holds the whole request in memory first, up to
+``GIT_HTTP_MAX_REQUEST_BUFFER``, so that git never blocks writing an answer
+nobody reads yet; here a thread feeds stdin while the answer is read, and
+only the first MiB, what the caches look at, is read before git starts.) git sends progress
 while it counts and compresses, so a big clone starts sending at once.
 
 What a persistent worker adds over a fork per request is caching, keyed by
@@ -30,7 +34,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -40,9 +43,10 @@ from typing import IO, Any, BinaryIO, Protocol
 
 from webob import exc
 
-from hostd.gitbody import BoundedBody
+from hostd.gitbody import BodyRefused, BoundedBody
 from hostd.gitcache import MemoryCache, PackCache, cache_key
 from hostd.gitrefstate import PerRefState
+from hostd.inflight import InFlight, Ticket
 from hostd.refadvert import NO_CACHE, respond, service_header
 from hostd.responses import text_error
 
@@ -52,9 +56,8 @@ WSGIEnviron = dict[str, Any]
 StartResponse = Callable[..., Any]
 
 _CHUNK = 1 << 16
-# A request body is kept in memory up to this size, then spooled to disk.
-_SPOOL_IN_MEMORY = 1 << 20
-# Only requests this small are parsed to see whether their answer is cacheable.
+# Only requests this small are read before git starts, and parsed to see whether
+# their answer is cacheable; the rest of a larger one goes to git as it arrives.
 _CLASSIFY_LIMIT = 1 << 20
 # The Git-Protocol header goes into git's environment, as http-backend does;
 # git reads only ``key[=value]`` items from it, so only their characters pass.
@@ -124,11 +127,13 @@ def cache_kind(body: bytes) -> str | None:
 class UploadPack:
     """Serve ``info/refs?service=git-upload-pack`` and ``git-upload-pack`` with git."""
 
-    def __init__(self, git: str, *, adverts: PerRefState | None = None, packs: PackCache | None = None) -> None:
+    def __init__(self, git: str, *, adverts: PerRefState | None = None, packs: PackCache | None = None,
+                 inflight: InFlight | None = None) -> None:
         self.git = git
         self.adverts = adverts or PerRefState()
         self.memory = self.adverts.memory  # ls-refs answers share its budget
         self.packs = packs or PackCache()
+        self.inflight = inflight
         self._env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "GIT_CONFIG_GLOBAL": "/dev/null",
@@ -173,28 +178,50 @@ class UploadPack:
 
     def upload_pack(self, environ: WSGIEnviron, start_response: StartResponse, git_dir: Path,
                     body: BoundedBody) -> Iterable[bytes]:
+        """Answer one upload-pack request; its body goes to git as it arrives.
+
+        Only the first ``_CLASSIFY_LIMIT`` bytes are read before git starts
+        (a request that ends within them may be answered from a cache); the
+        rest is copied to git's stdin while it is received, never stored. A
+        body refused while it is read (over a limit, a compression bomb,
+        corrupt gzip) raises :class:`hostd.gitbody.BodyRefused`: before git
+        starts if it happens within the head, else once git is stopped,
+        which is before it answers (it reads its whole request first).
+        """
         protocol = git_protocol(environ)
-        spool, digest, size = _spool(body)
+        head = _read_head(body, _CLASSIFY_LIMIT + 1)
+        ended = len(head) <= _CLASSIFY_LIMIT
+        keep: _Keeper | None = None
+        state = b""
+        kind = cache_kind(head) if ended else None
+        if kind is not None:
+            # The key names the refs by content, so it holds even while
+            # the ref state is racy (then this reads the refs again).
+            state = self._state(git_dir)
+            key = cache_key(state, protocol.encode(), hashlib.sha256(head).digest())
+            hit = self._cached(environ, start_response, git_dir, key)
+            if hit is not None:
+                return hit
+            keep = _MemoryKeeper(self.memory, key) if kind == LS_REFS else self._pack_writer(git_dir, key)
         try:
-            keep: _Keeper | None = None
-            state = b""
-            request = _peek(spool, size) if size <= _CLASSIFY_LIMIT else b""
-            kind = cache_kind(request)
-            if kind is not None:
-                # The key names the refs by content, so it holds even while
-                # the ref state is racy (then this reads the refs again).
-                state = self._state(git_dir)
-                key = cache_key(state, protocol.encode(), digest)
-                hit = self._cached(environ, start_response, git_dir, key)
-                if hit is not None:
-                    spool.close()
-                    return hit
-                keep = _MemoryKeeper(self.memory, key) if kind == LS_REFS else self.packs.writer(git_dir, key)
             started = self._start(git_dir, protocol)
         except BaseException:
-            spool.close()
+            if keep is not None:
+                keep.abort()
             raise
-        return self._stream(start_response, git_dir, started, spool, keep, state)
+        return self._stream(start_response, git_dir, started, _Feeder(started[0], head, None if ended else body),
+                            keep, state)
+
+    def _pack_writer(self, git_dir: Path, key: str) -> _Keeper | None:
+        """A copy of a clone for the pack cache, registered in flight while its temporary file exists."""
+        ticket = self.inflight.begin(git_dir) if self.inflight is not None else None
+        writer = self.packs.writer(git_dir, key)
+        if ticket is None:
+            return writer
+        if writer is None:
+            ticket.end()
+            return None
+        return _Registered(writer, ticket)
 
     def _cached(self, environ: WSGIEnviron, start_response: StartResponse, git_dir: Path,
                 key: str) -> Iterable[bytes] | None:
@@ -229,28 +256,32 @@ class UploadPack:
         return process, stderr
 
     def _stream(self, start_response: StartResponse, git_dir: Path,
-                started: tuple[subprocess.Popen[bytes], IO[bytes]], spool: IO[bytes], keep: _Keeper | None,
+                started: tuple[subprocess.Popen[bytes], IO[bytes]], feeder: _Feeder, keep: _Keeper | None,
                 state: bytes) -> Iterable[bytes]:
         process, stderr = started
-        feeder = threading.Thread(target=_feed, args=(process, spool), name="upload-pack-stdin", daemon=True)
         feeder.start()
         assert process.stdout is not None
         try:
             first = os.read(process.stdout.fileno(), _PIPE_SIZE)
             if not first:
                 returncode = process.wait()
+                # The feeder records why it stopped git before it stops it.
+                if feeder.refused is not None:
+                    raise feeder.refused
+                if feeder.cut_off:
+                    raise text_error(exc.HTTPBadRequest, "The upload-pack request body was cut off.")
                 if returncode != 0:
                     raise _refusal(git_dir, returncode, _tail(_read_all(stderr)))
         except BaseException:
             if keep is not None:
                 keep.abort()
-            _finish(process, feeder, stderr, spool)
+            _finish(process, feeder, stderr)
             raise
         start_response("200 OK", _result_headers(None))
-        return self._pipe(first, git_dir, process, feeder, stderr, spool, keep, state)
+        return self._pipe(first, git_dir, process, feeder, stderr, keep, state)
 
-    def _pipe(self, first: bytes, git_dir: Path, process: subprocess.Popen[bytes], feeder: threading.Thread,
-              stderr: IO[bytes], spool: IO[bytes], keep: _Keeper | None, state: bytes) -> Iterator[bytes]:
+    def _pipe(self, first: bytes, git_dir: Path, process: subprocess.Popen[bytes], feeder: _Feeder,
+              stderr: IO[bytes], keep: _Keeper | None, state: bytes) -> Iterator[bytes]:
         """Stream git's output; keep a copy if the answer is cacheable and the refs did not move meanwhile."""
         assert process.stdout is not None
         stdout = process.stdout.fileno()
@@ -271,33 +302,20 @@ class UploadPack:
         finally:
             if keep is not None and not kept:
                 keep.abort()
-            _finish(process, feeder, stderr, spool)
+            _finish(process, feeder, stderr)
 
 
-def _spool(body: BoundedBody) -> tuple[IO[bytes], bytes, int]:
-    """Read the whole request body into a spooled file: (file, sha256, size)."""
-    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by the caller
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        while True:
-            data = body.read(_CHUNK)
-            if not data:
-                break
-            spool.write(data)
-            digest.update(data)
-            size += len(data)
-    except BaseException:
-        spool.close()
-        raise
-    spool.seek(0)
-    return spool, digest.digest(), size
-
-
-def _peek(spool: IO[bytes], size: int) -> bytes:
-    data = spool.read(size)
-    spool.seek(0)
-    return data
+def _read_head(body: BoundedBody, size: int) -> bytes:
+    """Up to ``size`` bytes of the body, fewer only if it ends (raises ``BodyRefused``)."""
+    parts: list[bytes] = []
+    have = 0
+    while have < size:
+        data = body.read(min(_CHUNK, size - have))
+        if not data:
+            break
+        parts.append(data)
+        have += len(data)
+    return b"".join(parts)
 
 
 def _result_headers(length: int | None) -> list[tuple[str, str]]:
@@ -327,6 +345,29 @@ class _Keeper(Protocol):
     def abort(self) -> None: ...
 
 
+class _Registered:
+    """A keeper whose write is registered in flight (:mod:`hostd.inflight`) until it commits or aborts."""
+
+    def __init__(self, keeper: _Keeper, ticket: Ticket) -> None:
+        self._keeper = keeper
+        self._ticket = ticket
+
+    def write(self, data: bytes) -> None:
+        self._keeper.write(data)
+
+    def commit(self) -> None:
+        try:
+            self._keeper.commit()
+        finally:
+            self._ticket.end()
+
+    def abort(self) -> None:
+        try:
+            self._keeper.abort()
+        finally:
+            self._ticket.end()
+
+
 class _MemoryKeeper:
     """Collects a small response (an ``ls-refs``) for the memory cache."""
 
@@ -349,23 +390,59 @@ class _MemoryKeeper:
         self._parts.clear()
 
 
-def _feed(process: subprocess.Popen[bytes], spool: IO[bytes]) -> None:
-    """Write the request body to git's stdin (in a thread: git may answer before it has read it all)."""
-    assert process.stdin is not None
-    try:
-        shutil.copyfileobj(spool, process.stdin, _CHUNK)
-        process.stdin.close()
-    except (BrokenPipeError, ValueError, OSError):
-        pass  # git stopped reading: its exit status and stderr say why
+class _Feeder(threading.Thread):
+    """Writes the request to git's stdin: the head read so far, then the rest as it arrives.
+
+    In a thread: git may answer before it has read it all, and a client
+    sends the rest only as fast as it can. If the body is refused (or the
+    client goes away) while it is copied, git is stopped, after the reason
+    is recorded here, so that it answers nothing to half a request.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], head: bytes, rest: BoundedBody | None) -> None:
+        super().__init__(name="upload-pack-stdin", daemon=True)
+        self._process = process
+        self._head = head
+        self._rest = rest
+        self.refused: BodyRefused | None = None
+        self.cut_off = False
+
+    def run(self) -> None:
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            stdin.write(self._head)
+            while self._rest is not None:
+                try:
+                    data = self._rest.read(_CHUNK)
+                except BodyRefused as error:
+                    self.refused = error
+                    self._process.kill()
+                    return
+                except Exception:  # the client is gone (gunicorn raises its own errors)
+                    self.cut_off = True
+                    self._process.kill()
+                    return
+                if not data:
+                    break
+                stdin.write(data)
+            stdin.close()
+        except (ValueError, OSError):
+            pass  # git stopped reading: its exit status and stderr say why
 
 
-def _finish(process: subprocess.Popen[bytes], feeder: threading.Thread, stderr: IO[bytes], spool: IO[bytes]) -> None:
-    """Stop git if it is still running (the client went away) and release everything."""
+def _finish(process: subprocess.Popen[bytes], feeder: _Feeder, stderr: IO[bytes]) -> None:
+    """Stop git if it is still running (the client went away) and release everything.
+
+    The feeder is waited for without a bound: it may be reading the request
+    body, which must not go on once the response (and maybe the connection's
+    next request) has begun. With git gone it stops after its current read.
+    """
     if process.poll() is None:
         process.kill()
     process.wait()
-    feeder.join(timeout=10)
-    for handle in (process.stdout, process.stdin, stderr, spool):
+    feeder.join()
+    for handle in (process.stdout, process.stdin, stderr):
         if handle is not None:
             try:
                 handle.close()

@@ -139,6 +139,22 @@ class Stack:
     def add_user(self, name: str, password: str) -> None:
         self.hostd("user", "add", name, stdin=password + "\n")
 
+    def pool_workers(self, pool: str = "git") -> list[int]:
+        """PIDs of a pool's gunicorn workers (the children of its master)."""
+        bind = f"{self.settings.bind}:{getattr(self.settings.ports, pool)}".encode()
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if bind in args and any(f"{pool}_app".encode() in arg for arg in args):
+                parents[int(entry.name)] = parent
+        return [pid for pid, parent in parents.items() if parent in parents]
+
 
 def start_stack(root: Path, **overrides: str) -> Stack:
     """Start a stack under ``root`` on free ports; the caller must stop it."""

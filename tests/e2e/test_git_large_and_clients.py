@@ -267,23 +267,6 @@ def big_commit(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> BigCom
     return BigCommit(work, _commit_random(stack, work, BIG_FILES))
 
 
-def _pool_workers(stack: Stack) -> list[int]:
-    """PIDs of the git pool's gunicorn workers (children of its master)."""
-    bind = f"{stack.settings.bind}:{stack.settings.ports.git}".encode()
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if bind in args and any(b"git_app" in arg for arg in args):
-            parents[int(entry.name)] = parent
-    return [pid for pid, parent in parents.items() if parent in parents]
-
-
 def _memory_mib(pid: int) -> dict[str, int]:
     """A process's resident memory: all of it, its own (heap), and mapped files."""
     fields = {}
@@ -339,7 +322,7 @@ def test_push_of_110_mib_lands_and_clones_back_identical(
     record_property: Callable[[str, object], None],
 ) -> None:
     remote = _new_remote(stack, lara, "big")
-    workers = _pool_workers(stack)
+    workers = stack.pool_workers()
     assert workers, "no git pool worker found under /proc"
     started = time.monotonic()
     with PeakRss(workers) as memory:

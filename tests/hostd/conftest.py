@@ -45,6 +45,15 @@ def site(tmp_path: Path) -> Site:
     return Site(Accounts(db), Storage(tmp_path / "repos"))
 
 
+@pytest.fixture
+def repo(site: Site) -> tuple[RepoName, Path]:
+    """A git repository ``alice/demo`` whose refs are old enough for the ref-state caches."""
+    ref = site.repo("alice", "demo", "git")
+    git_dir = site.storage.path(ref, "git")
+    age(git_dir)
+    return ref, git_dir
+
+
 def age(git_dir: Path) -> None:
     """Move every timestamp of a repository out of the racy window (see ``hostd.gitrefstate``)."""
     past = time.time() - 10 * RACY_SECONDS

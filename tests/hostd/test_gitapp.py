@@ -417,12 +417,36 @@ def test_gzipped_fetch_request_is_limited_after_decompression(site: Site) -> Non
     ref = site.repo("alice", "demo", "git")
     want = _disk(site, ref).refs[MAIN]
     lines = _pkt(b"want %s side-band-64k thin-pack ofs-delta\n" % want) + b"0000"
-    lines += _pkt(b"have %s\n" % BOGUS) * (LIMIT // 40)
+    # Distinct haves, which gzip about 2:1: refused for their inflated size, not their ratio.
+    lines += b"".join(_pkt(b"have %s\n" % os.urandom(20).hex().encode()) for _ in range(LIMIT // 40))
     response = _app(site).post(
         "/alice/demo.git/git-upload-pack", gzip.compress(lines + _pkt(b"done\n")),
         content_type="application/x-git-upload-pack-request", headers={"Content-Encoding": "gzip"}, status=413,
     )
     assert response.body == b"request is larger than the server's limit of 1 MiB.\n"
+
+
+def test_a_gzip_bomb_in_a_push_is_refused(site: Site) -> None:
+    """git never gzips a push, but another client may: its ref commands inflate no further than a fetch's."""
+    ref = site.repo("alice", "demo", "git")
+    head = _disk(site, ref).refs[MAIN]
+    commands = [(head, BOGUS, MAIN)] * ((64 << 20) // 90)
+    app = webtest.TestApp(GitApp(site.policy("git").resolve, site.storage, max_request_bytes=1 << 30))
+    response = app.post("/alice/demo.git/git-receive-pack", gzip.compress(_push_body(commands, b"")),
+                        content_type="application/x-git-receive-pack-request", headers={"Content-Encoding": "gzip"},
+                        status=413)
+    assert b"the gzip-compressed request body inflates more than 50 times" in response.body
+    assert _disk(site, ref).refs[MAIN] == head
+
+
+def test_a_push_in_another_content_coding_is_refused(site: Site) -> None:
+    ref = site.repo("alice", "demo", "git")
+    head, child, pack = _child_pack(_disk(site, ref))
+    response = _app(site).post("/alice/demo.git/git-receive-pack", _push_body([(head, child, MAIN)], pack),
+                               content_type="application/x-git-receive-pack-request",
+                               headers={"Content-Encoding": "zstd"}, status=415)
+    assert b"Only gzip" in response.body
+    assert _disk(site, ref).refs[MAIN] == head
 
 
 def test_corrupt_pack_is_reported_and_leaves_no_temporary_file(site: Site) -> None:

@@ -18,6 +18,7 @@ import webtest
 from hostd.gitapp import GitApp
 from hostd.gitcache import PACK_CACHE_DIR, MemoryCache, PackCache
 from hostd.gitrefstate import RACY_SECONDS, PerRefState, RefState
+from hostd.inflight import InFlight
 from hostd.names import RepoName
 from hostd.uploadpack import FULL_PACK, LS_REFS, UploadPack, cache_kind, git_protocol, pkt_lines
 from tests.hostd.conftest import GIT, Site, age, run_git
@@ -48,14 +49,6 @@ class Counting(UploadPack):
     def _start(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         self.runs += 1
         return super()._start(*args, **kwargs)
-
-
-@pytest.fixture
-def repo(site: Site) -> tuple[RepoName, Path]:
-    ref = site.repo("alice", "demo", "git")
-    git_dir = site.storage.path(ref, "git")
-    age(git_dir)
-    return ref, git_dir
 
 
 @pytest.fixture
@@ -311,6 +304,26 @@ def test_full_clone_is_cached_on_disk_per_ref_state(
     assert b"PACK" in _post(app, _clone_request(head)).body  # git's progress lines may differ
     assert native.runs > runs
     assert len(os.listdir(git_dir / PACK_CACHE_DIR)) == 2
+
+
+def test_a_clone_being_copied_to_the_pack_cache_is_registered_in_flight(site: Site, repo: tuple[RepoName, Path],
+                                                                        tmp_path: Path) -> None:
+    """So that the temporary copy of a worker killed mid-clone is removed when it dies (see hostd.inflight)."""
+    _, git_dir = repo
+    registry = tmp_path / "run" / "inflight"
+    native = UploadPack(GIT, inflight=InFlight(registry))
+    app = GitApp(site.policy("git").resolve, site.storage, max_request_bytes=1 << 20, upload_pack=native)
+    body = _clone_request(run_git(git_dir, "rev-parse", "main"))
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/alice/demo.git/git-upload-pack", "CONTENT_TYPE": REQUEST,
+               "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+    iterator = iter(app(environ, lambda *a: None))
+    next(iterator)
+    assert len(os.listdir(registry)) == 1
+    assert [path.name[:5] for path in (git_dir / PACK_CACHE_DIR).iterdir()] == [".tmp-"]
+    for _ in iterator:
+        pass
+    assert os.listdir(registry) == []
+    assert [path.name[:5] for path in (git_dir / PACK_CACHE_DIR).iterdir()] != [".tmp-"]
 
 
 def test_fetch_with_haves_is_not_cached(repo: tuple[RepoName, Path], served: tuple[webtest.TestApp, Counting]) -> None:
