@@ -4,15 +4,15 @@
 PYTHON     ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
-OS_TOOLS   := haproxy memcached git
-OS_PKGS    := haproxy memcached git
+OS_TOOLS   := haproxy memcached git ss
+OS_PKGS    := haproxy memcached git iproute2
 STAMP      := $(VENV)/.installed
 export HOSTD_DATA ?= $(CURDIR)/var
 
 BENCH_TOOLS := nginx fcgiwrap wrk
 BENCH_PKGS  := nginx fcgiwrap wrk
 
-.PHONY: install os-deps bench-deps run up down test check-routes bench lint clean reload chaos soak
+.PHONY: install os-deps bench-deps run up down test check-routes bench lint clean reload chaos soak attack
 MINUTES    ?= 5
 
 install: os-deps $(STAMP)
@@ -67,6 +67,11 @@ chaos: install
 
 soak: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_SOAK_SECONDS=$$(( $(MINUTES) * 60 )) $(PY) -m pytest -q -s tests/chaos/test_soak.py
+
+# Hostile load against a real stack while 16 clients clone, fetch and push;
+# HOSTD_ATTACK_SECONDS per phase (default 60). Exits 0 only if the targets are met.
+attack: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m tests.chaos.attack
 
 check-routes: install
 	PATH="$$PATH:/usr/sbin" $(PY) -m pytest -q tests/haproxy/test_routes.py

@@ -44,6 +44,9 @@ def initialize(settings: Settings, *, demo: bool = True) -> Demo | None:
     for directory in (data, settings.repo_root, settings.run_dir, settings.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
+    # The pools' unix sockets live here: their directory's permissions are
+    # what keeps other local users from speaking to a pool as HAProxy.
+    os.chmod(settings.run_dir, 0o700)
     if not settings.secret_file.exists():
         _write_private(settings.secret_file, secrets.token_bytes(32))
     ensure_certificates(settings.tls_dir, _tls_hosts(settings))

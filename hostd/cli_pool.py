@@ -57,7 +57,7 @@ def _reported(func: Command) -> Command:
 
 def _row(server: pooladmin.Server) -> str:
     return (f"{server.key}\t{server.state}\t{server.sessions} now\t{server.total_sessions} total\t"
-            f"maxconn {server.maxconn or '-'}\t{server.address}\t{server.check or '-'}")
+            f"maxconn {server.maxconn or '-'}\t{server.worker_address}\t{server.check or '-'}")
 
 
 @_reported
@@ -157,7 +157,8 @@ def register(top: SubParsers, add: AddCommand) -> None:
     p = add(actions, "add", cmd_pool_add, "add a worker to a backend; it gets traffic once healthy")
     p.add_argument("backend")
     p.add_argument("name")
-    p.add_argument("address", help="IP:PORT of the worker")
+    p.add_argument("address", help="IP:PORT of the worker (its health checks; its traffic goes over "
+                   "<data>/run/BACKEND-NAME.sock when it listens there)")
     p.add_argument("--maxconn", type=_positive_int, default=None,
                    help="its concurrency (default: that of the backend's first server)")
     p.add_argument("--timeout", type=_positive, default=10.0,

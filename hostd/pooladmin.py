@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from hostd.settings import Settings
 from hostd.stack import StackError, haproxy_command
@@ -88,11 +89,19 @@ class Server:
     maxconn: int
     #: The last health check, e.g. "Layer7 check passed".
     check: str
+    #: ``IP:PORT`` the health check goes to when it is not ``address``
+    #: (a worker reached over its unix socket is checked on its TCP port).
+    check_address: str = ""
 
     @property
     def key(self) -> str:
         """``backend/server``, as HAProxy's commands spell it."""
         return f"{self.backend}/{self.name}"
+
+    @property
+    def worker_address(self) -> str:
+        """The ``IP:PORT`` that :func:`add` was given for this server."""
+        return self.check_address if self.address == "unix" else self.address
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +175,29 @@ def merge(stat: list[dict[str, str]], state: dict[tuple[str, str], dict[str, str
             admin=admin, healthy=healthy, sessions=_int(row.get("scur")),
             total_sessions=_int(row.get("stot")), maxconn=_int(row.get("slim")),
             check=row.get("check_desc") or row.get("check_status", ""),
+            check_address=_check_address(raw),
         ))
     return servers
+
+
+def _check_address(raw: dict[str, str] | None) -> str:
+    """``IP:PORT`` of a server's separate health-check address, or ""."""
+    host = (raw or {}).get("srv_check_addr", "-")
+    port = _int((raw or {}).get("srv_check_port"))
+    if host == "-" or port == 0:
+        return ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def worker_socket(settings: Settings, backend: str, name: str) -> Path:
+    """Where an added worker listens for HAProxy when it is local: ``<run>/<backend>-<name>.sock``.
+
+    A worker started with ``--bind unix:<this> --bind IP:PORT`` is sent its
+    traffic over the socket, whose directory only this installation can
+    enter, so it believes the client address HAProxy forwards; HAProxy checks
+    its health on IP:PORT, the side door its threads answer even when busy.
+    """
+    return settings.run_dir / f"{backend}-{name}.sock"
 
 
 def parse_address(text: str) -> str:
@@ -302,7 +332,15 @@ def add(settings: Settings, backend: str, name: str, address: str, maxconn: int 
         maxconn = existing[0].maxconn
     limit = f" maxconn {maxconn}" if maxconn > 0 else ""
     key = f"{backend}/{name}"
-    _expect(settings, f"add server {key} {addr} check {CHECK_OPTIONS}{limit}", "New server registered")
+    target = f"{addr} check"
+    local = worker_socket(settings, backend, name)
+    if local.is_socket():
+        host, _, port = addr.rpartition(":")
+        target = f"unix@{local} check addr {host.strip('[]')} port {port}"
+    else:
+        log.warning("%s: no %s, so HAProxy reaches it over TCP and it believes no forwarded client address "
+                    "unless HOSTD_TRUSTED_PROXIES names HAProxy's", key, local)
+    _expect(settings, f"add server {key} {target} {CHECK_OPTIONS}{limit}", "New server registered")
     # A dynamic server starts in maintenance with its health check off; the
     # check stays paused for as long as the server is in maintenance.
     _expect(settings, f"enable health {key}")
@@ -391,7 +429,7 @@ def restore(settings: Settings, before: Snapshot, timeout: float = 15.0) -> list
         if (old.backend, old.name) in present:
             continue
         try:
-            restored.append(add(settings, old.backend, old.name, old.address, old.maxconn,
+            restored.append(add(settings, old.backend, old.name, old.worker_address, old.maxconn,
                                 admin=old.admin, check_first=not old.healthy))
         except PoolError as error:
             failed.append(str(error))

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The ``HOSTD_TRUSTED_PROXIES`` entry for peers on the pools' unix sockets.
+UNIX_SOCKET = "unix"
 
 
 class SettingsError(ValueError):
@@ -48,7 +50,12 @@ class Settings:
     ports: Ports = Ports()
     workers: int = 2
     threads: int = 4
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    #: Whose ``X-Forwarded-For`` the pools believe: :data:`UNIX_SOCKET` (the
+    #: HAProxy in front, which reaches each pool over a unix socket in the
+    #: 0700 run directory) and/or IP addresses and networks (a proxy on
+    #: another host). Never 127.0.0.1 by default: every local process
+    #: connects from there and could name its own client address.
+    trusted_proxies: tuple[str, ...] = ("unix",)
     max_push_bytes: int = 1024**3
     #: Who generates packs for clones and fetches: ``git`` (git's own
     #: upload-pack, required), ``dulwich`` (pure Python), or ``auto``
@@ -75,6 +82,10 @@ class Settings:
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+    def pool_socket(self, pool: str) -> Path:
+        """The unix socket on which HAProxy reaches a pool (its TCP port is the side door)."""
+        return self.run_dir / f"{pool}.sock"
 
     @property
     def log_dir(self) -> Path:
@@ -107,19 +118,23 @@ class Settings:
             raise SettingsError(f"two HOSTD_*_PORT variables name the same port: {ports}")
         bind = env.get("HOSTD_BIND", "127.0.0.1")
         _address("HOSTD_BIND", bind)
-        proxies = tuple(p for p in env.get("HOSTD_TRUSTED_PROXIES", "127.0.0.1,::1").split(",") if p)
+        proxies = tuple(p.strip() for p in env.get("HOSTD_TRUSTED_PROXIES", UNIX_SOCKET).split(",") if p.strip())
         for proxy in proxies:
+            if proxy == UNIX_SOCKET:
+                continue
             try:
-                ipaddress.ip_network(proxy.strip())
+                ipaddress.ip_network(proxy)
             except ValueError:
-                raise SettingsError(f"HOSTD_TRUSTED_PROXIES: {proxy!r} is not an address") from None
+                raise SettingsError(
+                    f"HOSTD_TRUSTED_PROXIES: {proxy!r} is neither {UNIX_SOCKET!r} nor an address"
+                ) from None
         return cls(
             data_dir=Path(env.get("HOSTD_DATA", str(PROJECT_ROOT / "var"))).resolve(),
             bind=bind,
             ports=ports,
             workers=_positive(env, "HOSTD_WORKERS", 2),
             threads=_positive(env, "HOSTD_THREADS", 4),
-            trusted_proxies=tuple(p.strip() for p in proxies),
+            trusted_proxies=proxies,
             max_push_bytes=_positive(env, "HOSTD_MAX_PUSH_BYTES", 1024**3),
             git_pack=_choice(env, "HOSTD_GIT_PACK", ("auto", "git", "dulwich")),
             public_host=env.get("HOSTD_PUBLIC_HOST", bind),

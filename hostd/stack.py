@@ -56,9 +56,20 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_HG_PORT=str(ports.hg),
         HOSTD_WEB_PORT=str(ports.web),
         HOSTD_MEMCACHED_PORT=str(ports.memcached),
-        HOSTD_GIT_ADDR=f"{settings.bind}:{ports.git}",
-        HOSTD_HG_ADDR=f"{settings.bind}:{ports.hg}",
-        HOSTD_WEB_ADDR=f"{settings.bind}:{ports.web}",
+        # HAProxy reaches each pool over a unix socket in the 0700 run
+        # directory: only this installation's user can connect there, so only
+        # HAProxy's X-Forwarded-For is believed (HOSTD_TRUSTED_PROXIES=unix).
+        # Health checks go to the pool's TCP port, the side door its worker
+        # answers even when every request thread is busy.
+        HOSTD_GIT_ADDR=f"unix@{settings.pool_socket('git')}",
+        HOSTD_HG_ADDR=f"unix@{settings.pool_socket('hg')}",
+        HOSTD_WEB_ADDR=f"unix@{settings.pool_socket('web')}",
+        HOSTD_GIT_CHECK_HOST=settings.bind,
+        HOSTD_HG_CHECK_HOST=settings.bind,
+        HOSTD_WEB_CHECK_HOST=settings.bind,
+        HOSTD_GIT_CHECK_PORT=str(ports.git),
+        HOSTD_HG_CHECK_PORT=str(ports.hg),
+        HOSTD_WEB_CHECK_PORT=str(ports.web),
         HOSTD_GIT_MAXCONN=concurrency,
         HOSTD_HG_MAXCONN=concurrency,
         HOSTD_WEB_MAXCONN=concurrency,
@@ -66,6 +77,9 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_GIT_PACK=settings.git_pack,
         HOSTD_TRUSTED_PROXIES=",".join(settings.trusted_proxies),
         HOSTD_PUBLIC_HOST=settings.public_host,
+        # Where HAProxy redirects plain HTTP to: the configured URL, never
+        # the client's Host header.
+        HOSTD_PUBLIC_URL=settings.base_url,
         HOSTD_WORKERS=str(settings.workers),
         HOSTD_THREADS=str(settings.threads),
         HOSTD_TLS_PEM=str(settings.tls_dir / "server.pem"),

@@ -91,7 +91,9 @@ class WebApp:
         if path in ("", "/"):
             return self._index(user)
         if path == "/login":
-            raise exc.HTTPSeeOther(location="/")
+            # Absolute, from configuration: WebOb would complete a relative
+            # location from the request's Host header, which the client chose.
+            raise exc.HTTPSeeOther(location=self.base_url + "/")
         repo = self.policy.resolve(path.strip("/"))
         if repo is not None:
             try:

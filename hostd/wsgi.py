@@ -17,20 +17,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from hostd import logsetup
-from hostd.accounts import Accounts
+from hostd.accounts import Accounts, login_name
 from hostd.database import Database
-from hostd.flags import Flags, FlagStore, key_prefix
+from hostd.flags import Flags, FlagStore, SharedFlags
 from hostd.gitapp import GitApp
 from hostd.health import HealthRoutes, storage_problem
 from hostd.hgapp import HgApp
+from hostd.inflight import InFlight
 from hostd.policy import RepositoryPolicy
 from hostd.pushlog import PushLog
 from hostd.readonly import ReadOnlyGate
-from hostd.settings import Settings, SettingsError
+from hostd.settings import UNIX_SOCKET, Settings, SettingsError
 from hostd.storage import Storage
 from hostd.uploadpack import UploadPack
 from hostd.webapp import WebApp, WebPolicy, classify_web
 from singlemalt import (
+    DEFAULT_DRAIN_LIMIT,
     LoginThrottle,
     ProxyTrust,
     SafeMemcache,
@@ -71,13 +73,21 @@ def build_services(settings: Settings) -> Services:
         accounts=accounts,
         storage=Storage(settings.repo_root),
         verifier=verifier,
-        throttle=LoginThrottle(memcache),
-        proxy=ProxyTrust(settings.trusted_proxies),
-        flags=Flags(FlagStore(db), memcache, prefix=key_prefix(secret)),
+        throttle=LoginThrottle(memcache, secret=secret, canonical=login_name),
+        proxy=proxy_trust(settings),
+        flags=Flags(FlagStore(db), SharedFlags(memcache, secret)),
     )
 
 
-def _guard(services: Services, app: Any, classify: Callable[..., Any], authorize: Any) -> Any:
+def proxy_trust(settings: Settings) -> ProxyTrust:
+    """Whose forwarded client address the pools believe (``HOSTD_TRUSTED_PROXIES``)."""
+    networks = [entry for entry in settings.trusted_proxies if entry != UNIX_SOCKET]
+    return ProxyTrust(networks, unix_socket=UNIX_SOCKET in settings.trusted_proxies)
+
+
+def _guard(services: Services, app: Any, classify: Callable[..., Any], authorize: Any, *,
+           write_drain_limit: int | None = None) -> Any:
+    """``HealthRoutes(SingleMalt(app))``; ``write_drain_limit``: how much of a refused write to read."""
     guarded = SingleMalt(
         app,
         classify=classify,
@@ -86,6 +96,7 @@ def _guard(services: Services, app: Any, classify: Callable[..., Any], authorize
         realm=REALM,
         throttle=services.throttle,
         proxy=services.proxy,
+        write_drain_limit=write_drain_limit,
     )
     root = services.settings.repo_root
     return HealthRoutes(guarded, ready=lambda: storage_problem(root))
@@ -112,12 +123,13 @@ def git_app(settings: Settings | None = None) -> Any:
     services = _services(settings)
     policy = RepositoryPolicy(services.accounts, vcs="git")
     pushlog = PushLog(Database(services.settings.database))
+    inflight = InFlight.of_run_dir(services.settings.run_dir)
     app = GitApp(policy.resolve, services.storage, max_request_bytes=services.settings.max_push_bytes,
-                 pushlog=pushlog, upload_pack=upload_pack(services.settings.git_pack))
+                 pushlog=pushlog, upload_pack=upload_pack(services.settings.git_pack, inflight), inflight=inflight)
     return _guard(services, _read_only(services, app), classify_git, policy)
 
 
-def upload_pack(choice: str) -> UploadPack | None:
+def upload_pack(choice: str, inflight: InFlight | None = None) -> UploadPack | None:
     """git's own upload-pack for clones and fetches, or None for dulwich's (HOSTD_GIT_PACK)."""
     if choice == "dulwich":
         return None
@@ -127,7 +139,7 @@ def upload_pack(choice: str) -> UploadPack | None:
             raise SettingsError("HOSTD_GIT_PACK=git, but there is no git on PATH")
         log.warning("git is not installed: clones and fetches are served by dulwich, far slower")
         return None
-    return UploadPack(git)
+    return UploadPack(git, inflight=inflight)
 
 
 def hg_app(settings: Settings | None = None) -> Any:
@@ -135,8 +147,13 @@ def hg_app(settings: Settings | None = None) -> Any:
     services = _services(settings)
     policy = RepositoryPolicy(services.accounts, vcs="hg")
     pushlog = PushLog(Database(services.settings.database))
-    hg = HgApp(policy.resolve, services.storage, pushlog=pushlog)
-    return _guard(services, _read_only(services, hg), classify_hg, policy)
+    hg = HgApp(policy.resolve, services.storage, pushlog=pushlog, base_url=services.settings.base_url)
+    # hg sends a whole push before it reads the answer: a refusal (the 401
+    # that makes it ask for a password) must read all of it, up to the push
+    # limit, or hg sees a TLS EOF. git needs no such thing: it probes a large
+    # push with a tiny request first.
+    return _guard(services, _read_only(services, hg), classify_hg, policy,
+                  write_drain_limit=max(services.settings.max_push_bytes, DEFAULT_DRAIN_LIMIT))
 
 
 def web_app(settings: Settings | None = None) -> Any:

@@ -13,6 +13,19 @@ trusted proxy: each proxy appends the address it saw, so entries further
 left were written by the client and prove nothing.  The scheme is the
 rightmost ``X-Forwarded-Proto`` value, which your front proxy should *set*
 (HAProxy: ``http-request set-header X-Forwarded-Proto https if { ssl_fc }``).
+
+An address says little on a shared host: every local process connects from
+127.0.0.1, so trusting 127.0.0.1 lets any of them name its own client
+address.  When the proxy reaches the app over a unix-domain socket instead,
+the socket file's permissions say who may connect, and that is what
+``unix_socket=True`` trusts::
+
+    trust = ProxyTrust(unix_socket=True)   # HAProxy: server app1 unix@/run/app.sock
+
+A unix-socket peer is recognised by its empty ``REMOTE_ADDR``: a socket
+that HAProxy (or nginx) connects to has no name on the client side, and
+that is how gunicorn and other servers report it.  A TCP peer always has an
+address.
 """
 
 from __future__ import annotations
@@ -42,21 +55,25 @@ class ProxyTrust:
     """The set of proxies whose forwarding headers are believed.
 
     ``trusted`` holds IP addresses or CIDR networks; a bad entry raises
-    ``ValueError`` at construction, since it is configuration.  The default
-    trusts nobody, which is right for a server that clients reach directly.
+    ``ValueError`` at construction, since it is configuration.
+    ``unix_socket`` trusts peers connected over a unix-domain socket (see
+    the module docstring).  The default trusts nobody, which is right for a
+    server that clients reach directly.
     """
 
-    def __init__(self, trusted: Iterable[str] = ()) -> None:
+    def __init__(self, trusted: Iterable[str] = (), *, unix_socket: bool = False) -> None:
         self._networks = tuple(ipaddress.ip_network(entry, strict=False) for entry in trusted)
+        self._unix_socket = unix_socket
 
     def __repr__(self) -> str:
-        return f"ProxyTrust({[str(network) for network in self._networks]!r})"
+        unix = ", unix_socket=True" if self._unix_socket else ""
+        return f"ProxyTrust({[str(network) for network in self._networks]!r}{unix})"
 
     def client(self, environ: WSGIEnvironment) -> Client:
         """The client behind the trusted proxies, or the peer itself."""
         peer = str(environ.get("REMOTE_ADDR", ""))
         scheme = str(environ.get("wsgi.url_scheme", "http"))
-        if not self._trusts(peer):
+        if not (self._unix_socket and peer == "") and not self._trusts(peer):
             return Client(peer, scheme)
         return Client(
             self._forwarded_for(peer, str(environ.get("HTTP_X_FORWARDED_FOR", ""))),

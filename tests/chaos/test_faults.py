@@ -149,9 +149,8 @@ def check_git_huge(stack: Stack, huge: Huge, dest: Path) -> str:
 
 def streaming_worker(stack: Stack, workers: list[int]) -> int:
     """The worker sending a throttled clone right now: its send queue stays full."""
-    port = stack.settings.ports.git
-    wait_until("a worker's send queue fills", lambda: max(sending(workers, port).values()) > 0, 15)
-    queued = sending(workers, port)
+    wait_until("a worker's send queue fills", lambda: max(sending(workers).values()) > 0, 15)
+    queued = sending(workers)
     return max(workers, key=lambda pid: queued[pid])
 
 

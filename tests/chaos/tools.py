@@ -75,32 +75,21 @@ def rss_kib(pid: int) -> int:
     return int(match[1]) if match else 0
 
 
-def _sockets(pid: int) -> set[int]:
-    inodes = set()
-    try:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(int(target[8:-1]))
-    except OSError:
-        pass
-    return inodes
-
-
-def sending(pids: list[int], port: int) -> dict[int, int]:
-    """Bytes waiting in the send queues of each process's connections from
-    ``port`` (IPv4, ESTABLISHED): a worker streaming to a slow client keeps
-    its queue full, an idle one has nothing queued."""
-    queued: dict[int, int] = {}
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+def sending(pids: list[int]) -> dict[int, int]:
+    """Bytes waiting in the send queues of each process's established
+    connections (TCP or unix, as ``ss`` reports them): a worker streaming to a
+    slow client keeps its queue full, an idle one has nothing queued. The
+    pools' traffic comes from HAProxy over unix sockets."""
+    listing = subprocess.run(["ss", "-H", "-n", "-p", "-x", "-t"], capture_output=True, text=True, check=True)
+    queued = dict.fromkeys(pids, 0)
+    for line in listing.stdout.splitlines():
         fields = line.split()
-        local, state, queues, inode = fields[1], fields[3], fields[4], int(fields[9])
-        if state == "01" and int(local.split(":")[1], 16) == port:
-            queued[inode] = int(queues.split(":")[0], 16)
-    return {pid: sum(queued.get(inode, 0) for inode in _sockets(pid)) for pid in pids}
+        if len(fields) < 4 or fields[1] != "ESTAB":
+            continue
+        for pid in map(int, re.findall(r"pid=(\d+)", line)):
+            if pid in queued:
+                queued[pid] += int(fields[3])
+    return queued
 
 
 # --- Logs ----------------------------------------------------------------------------

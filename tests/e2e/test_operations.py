@@ -158,6 +158,7 @@ def start_git_worker(stack: Stack, directory: Path, name: str) -> Worker:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "-c", str(PROJECT_ROOT / "deploy" / "gunicorn.conf.py"),
+             "--bind", f"unix:{pooladmin.worker_socket(stack.settings, 'git', name)}",
              "--bind", address, "--name", f"hostd-{name}", "hostd.wsgi:git_app()"],
             cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -263,6 +264,8 @@ def test_added_worker_takes_clones_drain_finishes_in_flight_and_a_killed_worker_
     try:
         added = stack.hostd("pool", "add", "git", "git2", git2.address).stdout
         assert added.startswith(f"git/git2\tUP\t0 now\t0 total\tmaxconn {git_server(stack, 'git1').maxconn}\t")
+        # Traffic over its unix socket (so it believes HAProxy's X-Forwarded-For), checks on its TCP port.
+        assert (git_server(stack, "git2").address, git_server(stack, "git2").check_address) == ("unix", git2.address)
 
         # leastconn spreads sequential clones over both workers.
         for i in range(4):

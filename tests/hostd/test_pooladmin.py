@@ -120,3 +120,37 @@ def test_cli_without_a_running_stack_says_so(tmp_path: Path, capsys: pytest.Capt
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is the stack running?" in err
+
+
+FULL_STATE_HEADER = (
+    "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
+    "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "
+    "srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port "
+    "srv_check_addr srv_agent_addr srv_agent_port\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("stat_addr", "state_row", "worker_address"),
+    [
+        # HAProxy 2.6 as it answered for `server git1 unix@... check addr 127.0.0.1 port 8101`
+        ("unix", "2 git 1 git1 - 2 0 1 1 1 8 2 0 6 0 0 0 - 0 - 0 8101 127.0.0.1 127.0.0.1 8101",
+         "127.0.0.1:8101"),
+        ("unix", "2 git 1 git1 - 2 0 1 1 1 8 2 0 6 0 0 0 - 0 - 0 8101 ::1 ::1 8101", "[::1]:8101"),
+        # ...and for `add server git/git2 127.0.0.1:8222 check`
+        ("127.0.0.1:8222", "2 git 1 git1 127.0.0.1 2 0 1 1 0 1 0 0 2 0 0 0 - 8222 - 0 0 - - 0", "127.0.0.1:8222"),
+    ],
+    ids=["unix-checked-on-tcp", "unix-checked-on-ipv6", "tcp"],
+)
+def test_a_worker_on_a_unix_socket_is_known_by_its_checked_address(
+        stat_addr: str, state_row: str, worker_address: str) -> None:
+    """What `pool list` shows and what a reload re-adds: the IP:PORT the operator gave `pool add`."""
+    row = f"git,git1,0,0,0,3,8,42,UP,L7OK,Layer7 check passed,{stat_addr},\n"
+    [server] = pooladmin.merge(pooladmin.parse_stat_csv(HEADER + row),
+                               pooladmin.parse_servers_state(FULL_STATE_HEADER + state_row + "\n"))
+    assert server.worker_address == worker_address
+
+
+def test_a_local_worker_is_reached_over_its_socket_in_the_run_directory(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert pooladmin.worker_socket(settings, "git", "git2") == tmp_path / "run" / "git-git2.sock"

@@ -56,6 +56,14 @@ def test_login_redirects_home(site: Site) -> None:
     assert _app(site, "bob").get("/login", status=303).location.endswith("/")
 
 
+@pytest.mark.parametrize("host", ["evil.example", "example.test:1", "127.0.0.1:8443", ""])
+def test_redirects_go_to_the_configured_base_url_whatever_the_host_header(site: Site, host: str) -> None:
+    """An absolute URL built from ``Host`` would send a user (or a cache) wherever the client said."""
+    response = _app(site, "bob").get("/login", headers={"Host": host}, extra_environ={"HTTP_HOST": host},
+                                     status=303)
+    assert response.location == "https://example.test/"
+
+
 WEB_CASES = [
     ("GET", "/", Target("", Action.READ, "web:GET")),
     ("GET", "/login", Target("", Action.READ, "web:login")),

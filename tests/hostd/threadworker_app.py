@@ -2,7 +2,8 @@
 
 ``/hold`` keeps its thread busy until the file ``release`` appears in the
 directory named by ``THREADWORKER_GATE`` (60 s at most), after touching
-``held-<pid>`` there so the test knows which worker holds it.
+``held-<pid>`` there so the test knows which worker holds it. ``/read``
+reads the whole request body first, however long the client takes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from typing import Any
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    if environ["PATH_INFO"] == "/read":
+        try:
+            environ["wsgi.input"].read()
+        except OSError:
+            start_response("408 Request Timeout", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+            return [b""]
     if environ["PATH_INFO"] == "/hold":
         gate = Path(os.environ["THREADWORKER_GATE"])
         (gate / f"held-{os.getpid()}").touch()

@@ -112,3 +112,28 @@ def test_never_raises_and_never_invents(peer: str, xff: str, proto: str) -> None
         assert client == Client(peer, "http")
     else:
         assert client.address == peer or client.address in _entries(xff)
+
+
+UNIX = ProxyTrust(unix_socket=True)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param(env("", "203.0.113.9", "https"), Client("203.0.113.9", "https"), id="unix-peer-trusted"),
+        pytest.param(env(None, "203.0.113.9"), Client("203.0.113.9", "http"), id="no-remote-addr-is-unix"),
+        pytest.param(env("", "6.6.6.6, 203.0.113.9"), Client("203.0.113.9", "http"), id="unix-rightmost-entry"),
+        # Every local process connects over TCP from 127.0.0.1: that proves nothing.
+        pytest.param(env("127.0.0.1", "203.0.113.9", "https"), Client("127.0.0.1", "http"),
+                     id="loopback-tcp-peer-not-trusted"),
+        pytest.param(env("::1", "203.0.113.9"), Client("::1", "http"), id="loopback-v6-not-trusted"),
+        pytest.param(env("", ""), Client("", "http"), id="unix-without-xff"),
+    ],
+)
+def test_unix_socket_peers_are_trusted_and_nobody_else(environ: dict[str, Any], expected: Client) -> None:
+    assert UNIX.client(environ) == expected
+
+
+def test_unix_socket_trust_is_off_by_default() -> None:
+    assert ProxyTrust(["127.0.0.1"]).client(env("", "203.0.113.9")) == Client("", "http")
+    assert repr(UNIX) == "ProxyTrust([], unix_socket=True)"
