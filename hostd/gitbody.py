@@ -188,10 +188,6 @@ class BoundedBody:
         self.received = 0
         self.refused: BodyRefused | None = None
 
-    @property
-    def exceeded(self) -> bool:
-        return self.refused is not None
-
     def read(self, size: int = -1) -> bytes:
         if self.refused is not None:
             raise self.refused

@@ -55,7 +55,7 @@ class Settings:
     #: 0700 run directory) and/or IP addresses and networks (a proxy on
     #: another host). Never 127.0.0.1 by default: every local process
     #: connects from there and could name its own client address.
-    trusted_proxies: tuple[str, ...] = ("unix",)
+    trusted_proxies: tuple[str, ...] = (UNIX_SOCKET,)
     max_push_bytes: int = 1024**3
     #: Who generates packs for clones and fetches: ``git`` (git's own
     #: upload-pack, required), ``dulwich`` (pure Python), or ``auto``

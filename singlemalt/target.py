@@ -72,24 +72,27 @@ class Classifier(Protocol):
 # Percent-encodings that only name a character with no plain spelling in a
 # path ("%20", "%25", UTF-8) stay legal: browsers and hgweb use them for file
 # names. git and hg never encode a repository path.
-_RAW_RULES: Final = (
-    ("malformed percent-encoding in path", re.compile(r"%(?![0-9A-Fa-f]{2})")),
-    ("encoded control character in path", re.compile(r"%(?:[01][0-9A-Fa-f]|7[Ff])")),
-    ("encoded slash or backslash in path", re.compile(r"%(?:2[Ff]|5[Cc])|\\")),
-    # RFC 3986 2.3: a percent-encoded unreserved character (ALPHA, DIGIT, "-",
-    # ".", "_", "~") is the character itself; this covers encoded dot segments.
-    ("percent-encoded letter, digit or -._~ in path",
-     re.compile(r"%(?:2[DdEe]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|5[Ff]|7[Ee])")),
-    ("dot segment or empty segment in path", re.compile(r"(?:^|/)\.{1,2}(?:/|$)|//")),
-)
 # After decoding: dot segments could resolve to another repository than the
 # one authorized, "//" is normalised differently by different servers,
 # backslashes are path separators to some backends, and control characters
 # would forge log lines. No legitimate repository path contains any of them.
+_BACKSLASH: Final = ("encoded slash or backslash in path", re.compile(r"\\"))
+_DOT_SEGMENT: Final = ("dot segment or empty segment in path", re.compile(r"(?:^|/)\.{1,2}(?:/|$)|//"))
 _DECODED_RULES: Final = (
     ("control character in path", re.compile(r"[\x00-\x1f\x7f]")),
-    ("encoded slash or backslash in path", re.compile(r"\\")),
-    ("dot segment or empty segment in path", re.compile(r"(?:^|/)\.{1,2}(?:/|$)|//")),
+    _BACKSLASH,
+    _DOT_SEGMENT,
+)
+_RAW_RULES: Final = (
+    ("malformed percent-encoding in path", re.compile(r"%(?![0-9A-Fa-f]{2})")),
+    ("encoded control character in path", re.compile(r"%(?:[01][0-9A-Fa-f]|7[Ff])")),
+    ("encoded slash or backslash in path", re.compile(r"%(?:2[Ff]|5[Cc])")),
+    _BACKSLASH,
+    # RFC 3986 2.3: a percent-encoded unreserved character (ALPHA, DIGIT, "-",
+    # ".", "_", "~") is the character itself; this covers encoded dot segments.
+    ("percent-encoded letter, digit or -._~ in path",
+     re.compile(r"%(?:2[DdEe]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa]|5[Ff]|7[Ee])")),
+    _DOT_SEGMENT,
 )
 # The path of an absolute-form request target ("https://host/path").
 _SCHEME_AUTHORITY: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/]*")
@@ -105,15 +108,14 @@ def repository_path(environ: WSGIEnvironment) -> str | Malformed:
     raw = environ.get("RAW_URI", environ.get("REQUEST_URI"))
     if not isinstance(path_info, str) or not isinstance(raw, str | None):
         return Malformed("unsafe path")
-    checks: list[tuple[tuple[tuple[str, re.Pattern[str]], ...], str]] = []
-    if raw is not None:
-        checks.append((_RAW_RULES, _raw_path(raw)))
-    checks.append((_DECODED_RULES, path_info))
-    for rules, path in checks:
-        for reason, pattern in rules:
-            if pattern.search(path):
-                return Malformed(reason)
-    return path_info.strip("/")
+    refused = _broken(_RAW_RULES, _raw_path(raw)) if raw is not None else None
+    refused = refused or _broken(_DECODED_RULES, path_info)
+    return Malformed(refused) if refused is not None else path_info.strip("/")
+
+
+def _broken(rules: tuple[tuple[str, re.Pattern[str]], ...], path: str) -> str | None:
+    """The reason of the first rule ``path`` breaks, or None."""
+    return next((reason for reason, pattern in rules if pattern.search(path)), None)
 
 
 def _raw_path(target: str) -> str:
