@@ -47,16 +47,16 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: install
-	$(PY) -m hostd.stack run
+	$(PY) -m hostd.ops.stack run
 
 up: install
-	$(PY) -m hostd.stack up
+	$(PY) -m hostd.ops.stack up
 
 down:
-	@test -x $(PY) && $(PY) -m hostd.stack down || true
+	@test -x $(PY) && $(PY) -m hostd.ops.stack down || true
 
 reload: install
-	$(PY) -m hostd.stack reload
+	$(PY) -m hostd.ops.stack reload
 
 test: install
 	$(VENV)/bin/lint-imports --no-cache
@@ -77,11 +77,11 @@ check-routes: install
 	PATH="$$PATH:/usr/sbin" $(PY) -m pytest -q tests/haproxy/test_routes.py
 
 bench: install bench-deps
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m bench
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m tests.bench
 
 lint: install
-	$(VENV)/bin/ruff check singlemalt hostd tests bench
-	$(VENV)/bin/mypy singlemalt hostd bench
+	$(VENV)/bin/ruff check singlemalt hostd tests
+	$(VENV)/bin/mypy singlemalt hostd tests/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage

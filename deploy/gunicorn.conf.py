@@ -4,16 +4,16 @@ The supervisor passes ``--bind`` and ``--name`` per pool; the rest is here.
 Workers are threaded (gthread): the master's liveness timeout then measures
 the worker's main loop, not a request, so a clone that streams for an hour
 is not killed, while a wedged worker still is.  Our subclass of it only
-accepts connections while it has a free thread (hostd/threadworker.py), so
+accepts connections while it has a free thread (hostd/serve/worker.py), so
 a request never waits behind another worker's long clones.
 """
 
 import os
 
-from hostd.inflight import InFlight, sweep
+from hostd.git.inflight import InFlight, sweep
 from hostd.settings import Settings, SettingsError
 
-worker_class = "hostd.threadworker.BalancedThreadWorker"
+worker_class = "hostd.serve.worker.BalancedThreadWorker"
 workers = int(os.environ.get("HOSTD_WORKERS", "2"))
 threads = int(os.environ.get("HOSTD_THREADS", "4"))
 timeout = 60
@@ -42,7 +42,7 @@ access_log_format = '%(h)s rid=%({x-request-id}i)s "%(r)s" %(s)s %(B)s %(M)sms'
 
 # A push (or a clone being copied into the pack cache) whose worker dies
 # mid-way leaves its temporary file in the repository. Every such write is
-# registered in the run directory while it lasts (hostd/inflight.py); the
+# registered in the run directory while it lasts (hostd/git/inflight.py); the
 # master removes a dead worker's leftovers as soon as it reaps the worker,
 # and those of a whole pool that died (master included) when it starts again.
 # `hostd maintain` stays the backstop, by file age.
@@ -74,12 +74,12 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signatur
 # could otherwise keep an orphan streaming a clone for an hour, holding the
 # listening socket the restarted master needs. The restarted pool serves the
 # client's retry; what a cut-off push left behind goes at the next sweep
-# (the end of any push, a worker's death, a pool's start; see hostd/inflight.py).
+# (the end of any push, a worker's death, a pool's start; see hostd/git/inflight.py).
 ORPHAN_GRACE = float(os.environ.get("HOSTD_ORPHAN_GRACE", "5"))
 
 
 # A receive that waits this long for a byte fails its request and frees the
-# thread: a client that stops in the middle of a body (hostd/threadworker.py).
+# thread: a client that stops in the middle of a body (hostd/serve/worker.py).
 READ_TIMEOUT = float(os.environ.get("HOSTD_READ_TIMEOUT", "60"))
 
 

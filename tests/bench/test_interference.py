@@ -16,8 +16,9 @@ from typing import Any, cast
 
 import pytest
 
-from bench import scenarios as sc
-from bench.interference import (
+from hostd.settings import PROJECT_ROOT
+from tests.bench import scenarios as sc
+from tests.bench.interference import (
     Monitor,
     Reading,
     cgroup2_mount,
@@ -26,9 +27,8 @@ from bench.interference import (
     parse_proc_stat,
     taken,
 )
-from bench.report import Metric, Results
-from bench.sides import Side
-from hostd.settings import PROJECT_ROOT
+from tests.bench.report import Metric, Results
+from tests.bench.sides import Side
 
 PROC_STAT = """cpu  1708931 0 564552 2826781 31003 0 28199 40013 0 0
 cpu0 739762 0 265281 1557523 3920 0 13362 19689 0 0
@@ -146,7 +146,7 @@ def test_the_budget_stops_at_a_round_boundary() -> None:
 
 CHILD = """
 import json, subprocess, sys, time
-from bench.interference import Monitor, OwnCgroup
+from tests.bench.interference import Monitor, OwnCgroup
 burn = "import time\\nend = time.process_time() + {seconds}\\nwhile time.process_time() < end: pass"
 neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # before: outside the cgroup
 cgroup = OwnCgroup.enter()

@@ -1,6 +1,6 @@
 """The benchmark input generator: tiny histories, built twice, must come out byte-identical.
 
-No timings here (``python -m bench.repogen`` prints those); what is checked is
+No timings here (``python -m tests.bench.repogen`` prints those); what is checked is
 what benchmarks rely on: reproducible SHAs, a clean object graph, HEAD on
 main, refs left loose, the hg conversion holding the same history, and reuse.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.fastimport import build_git
-from bench.hgconvert import HG, build_hg
-from bench.history import HistorySpec, plan_history
-from bench.repogen import describe_git, describe_hg, ensure_built, read_stamp
+from tests.bench.fastimport import build_git
+from tests.bench.hgconvert import HG, build_hg
+from tests.bench.history import HistorySpec, plan_history
+from tests.bench.repogen import describe_git, describe_hg, ensure_built, read_stamp
 
 SMALL = HistorySpec(
     name="small", seed=7, commits=60, files=20, dirs=6, lines=(5, 40), binary_files=2, binary_size=(1024, 4096),

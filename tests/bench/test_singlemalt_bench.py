@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.singlemalt_bench import WARM_CASE, part_a
-from bench.singlemalt_inprocess import Limits, Result, run
 from singlemalt import PasswordHasher
+from tests.bench.singlemalt_bench import WARM_CASE, part_a
+from tests.bench.singlemalt_inprocess import Limits, Result, run
 
 
 @pytest.fixture(scope="module")

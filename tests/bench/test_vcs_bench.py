@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import scenarios as sc
-from bench.clientops import parse_wrk
-from bench.common import BenchError
-from bench.procmem import ProcessTable, children, descendants
-from bench.refservers import NginxLayout, hg_serve_command, htpasswd_line, nginx_config
-from bench.report import (
+from tests.bench import scenarios as sc
+from tests.bench.clientops import parse_wrk
+from tests.bench.common import BenchError
+from tests.bench.procmem import ProcessTable, children, descendants
+from tests.bench.refservers import NginxLayout, hg_serve_command, htpasswd_line, nginx_config
+from tests.bench.report import (
     FLOOR,
     OURS_POOL,
     OURS_TLS,
@@ -33,8 +33,8 @@ from bench.report import (
     round_order,
     target_rows,
 )
-from bench.sides import Origins, basic_authorization, client_config, copy_git
-from bench.vcs_bench import count_slow, extra_targets, make_plan, parse_args, targets
+from tests.bench.sides import Origins, basic_authorization, client_config, copy_git
+from tests.bench.vcs_bench import count_slow, extra_targets, make_plan, parse_args, targets
 
 CLONE = Metric("git: clone", "first clone")
 RATE = Metric("git: throughput", "info/refs", "req/s", True)
@@ -93,7 +93,9 @@ def test_ratio_compares_the_sides_within_each_round() -> None:
     results = rounds(CLONE, [{OURS_TLS: [1.0], REF_TLS: [1.1]},
                              {OURS_TLS: [1.9], REF_TLS: [2.0]},
                              {OURS_TLS: [3.0], REF_TLS: [1.5]}])
-    assert results.median(CLONE, OURS_TLS) / results.median(CLONE, REF_TLS) == pytest.approx(1.9 / 1.5)
+    ours, ref = results.median(CLONE, OURS_TLS), results.median(CLONE, REF_TLS)
+    assert ours is not None and ref is not None
+    assert ours / ref == pytest.approx(1.9 / 1.5)
     assert results.ratio(CLONE, OURS_TLS, REF_TLS) == pytest.approx(1.9 / 2.0)
 
 

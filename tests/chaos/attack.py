@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
-from hostd.stack import haproxy_command
+from hostd.ops.haproxy import command as haproxy_command
 from tests.chaos.attack_report import Phase, Sample, report, verdict
 from tests.chaos.attackers import FULL, Attack, Plan, Target
 from tests.chaos.conftest import OWNER, PASSWORD, Repos, _seed_hg

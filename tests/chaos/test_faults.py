@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from hostd import pooladmin
-from hostd import stack as stackmod
+from hostd.ops import pooladmin
+from hostd.ops import stack as stackmod
 from hostd.settings import PROJECT_ROOT
 from tests.chaos.conftest import BIG_BYTES, OWNER, PASSWORD, Repos
 from tests.chaos.tools import (
@@ -199,7 +199,7 @@ def start_gunicorn(stack: Stack, address: str, directory: Path, name: str) -> Wo
     with log.open("ab") as out:
         process = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "-c", str(PROJECT_ROOT / "deploy" / "gunicorn.conf.py"),
-             "--bind", address, "--name", f"hostd-{name}", "hostd.wsgi:git_app()"],
+             "--bind", address, "--name", f"hostd-{name}", "hostd.serve.wsgi:git_app()"],
             cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     worker = Worker(process, address, log)
 

@@ -21,7 +21,7 @@ from base64 import b64encode
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hostd import stack as stackmod
+from hostd.ops import stack as stackmod
 from tests.e2e.stackfixture import VENV_BIN, Stack
 from tests.e2e.test_operations import ThrottleProxy
 

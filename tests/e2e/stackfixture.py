@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from hostd import stack
+from hostd.ops import haproxy, stack
 from hostd.settings import Settings
 from tests.ports import free_ports
 
@@ -104,9 +104,9 @@ class Stack:
         # Right after a reload the old HAProxy worker may still be handing
         # its table to the new one (peers): clear until no count comes back.
         for _ in range(50):
-            stack.haproxy_command(self.settings, "clear table https")
+            haproxy.command(self.settings, "clear table https")
             time.sleep(0.1)
-            if not re.search(r"\bgpc0=[1-9]", stack.haproxy_command(self.settings, "show table https")):
+            if not re.search(r"\bgpc0=[1-9]", haproxy.command(self.settings, "show table https")):
                 return
         raise AssertionError("HAProxy's failed-login table keeps refilling")
 

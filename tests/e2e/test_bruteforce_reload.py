@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hostd import pooladmin
-from hostd import stack as stackmod
+from hostd.ops import haproxy, pooladmin
+from hostd.ops import stack as stackmod
 from hostd.settings import PROJECT_ROOT, Settings
 from tests.e2e.stackfixture import VENV_BIN, Stack
 from tests.polling import wait_until
@@ -37,14 +37,14 @@ CLIENT = "::ffff:127.0.0.1"
 
 def failed_logins(settings: Settings) -> int | None:
     """gpc0 of 127.0.0.1 in the https table of the worker on the admin socket."""
-    table = stackmod.haproxy_command(settings, "show table https")
+    table = haproxy.command(settings, "show table https")
     match = re.search(rf" key={re.escape(CLIENT)} .*\bgpc0=(\d+)", table)
     return None if match is None else int(match[1])
 
 
 def make_reload(settings: Settings) -> None:
     """What ``make reload`` runs, in the stack's environment."""
-    subprocess.run([str(VENV_BIN / "python"), "-m", "hostd.stack", "reload"], cwd=PROJECT_ROOT,
+    subprocess.run([str(VENV_BIN / "python"), "-m", "hostd.ops.stack", "reload"], cwd=PROJECT_ROOT,
                    env=stackmod.environment(settings), check=True, capture_output=True, timeout=60)
 
 
@@ -66,7 +66,7 @@ def test_failed_logins_and_the_429_survive_reloads(stack: Stack, clean_counters:
     assert failed_logins(settings) == GUESSES
     # A flood past the guard, as singlemalt would never let it happen
     # through the pools (memcached down, say), written into the table.
-    stackmod.haproxy_command(
+    haproxy.command(
         settings, f"set table https key {CLIENT} data.gpc0 {THRESHOLD + 1} data.gpc0_rate {THRESHOLD + 1}")
     assert failed_logins(settings) == THRESHOLD + 1
     status, body = stack.request("/demo/hello")

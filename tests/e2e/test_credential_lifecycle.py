@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hostd import stack as stackmod
+from hostd.ops import stack as stackmod
 from singlemalt import LoginThrottle, SafeMemcache
 from tests.e2e.stackfixture import VENV_BIN, Stack
 from tests.polling import wait_until

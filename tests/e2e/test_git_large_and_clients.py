@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from hostd.gitcache import PACK_CACHE_DIR
+from hostd.git.cache import PACK_CACHE_DIR
 from tests.e2e.stackfixture import Stack, start_stack, stop_stack
 
 PASSWORD = "lara's long password"
@@ -126,7 +126,7 @@ def _sha256s(work: Path, names: Iterable[str]) -> dict[str, str]:
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack whose git pool refuses pushes over 5 MiB."""
     with pytest.MonkeyPatch.context() as patch:
-        # hostd.stack.environment() does not pass HOSTD_MAX_PUSH_BYTES on to
+        # hostd.ops.stack.environment() does not pass HOSTD_MAX_PUSH_BYTES on to
         # the pools, which read their own environment; they inherit this one.
         patch.setenv("HOSTD_MAX_PUSH_BYTES", str(LIMIT))
         running = start_stack(tmp_path_factory.mktemp("limited"), HOSTD_MAX_PUSH_BYTES=str(LIMIT))

@@ -5,7 +5,7 @@ required" (the prompt an interactive user answers), not a TLS EOF: hg sends
 the whole bundle before it reads the answer, so the hg pool reads a refused
 write to its end (up to the push limit) before it answers 401. Wire commands
 with bogus arguments, which used to answer 500 (or cut a stream short), get a
-4xx through HAProxy (the whole table is in ``tests/hostd/test_hgapp.py``).
+4xx through HAProxy (the whole table is in ``tests/hostd/hg/test_app.py``).
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from hostd import pooladmin
-from hostd import stack as stackmod
+from hostd.ops import pooladmin
+from hostd.ops import stack as stackmod
 from hostd.settings import PROJECT_ROOT
 from tests.e2e.stackfixture import VENV_BIN, Stack
 from tests.polling import wait_until
@@ -159,7 +159,7 @@ def start_git_worker(stack: Stack, directory: Path, name: str) -> Worker:
         process = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "-c", str(PROJECT_ROOT / "deploy" / "gunicorn.conf.py"),
              "--bind", f"unix:{pooladmin.worker_socket(stack.settings, 'git', name)}",
-             "--bind", address, "--name", f"hostd-{name}", "hostd.wsgi:git_app()"],
+             "--bind", address, "--name", f"hostd-{name}", "hostd.serve.wsgi:git_app()"],
             cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     worker = Worker(process, address, log)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hostd.flags import LOCAL_TTL
 from hostd.settings import Ports
+from hostd.store.flags import LOCAL_TTL
 from tests.e2e.stackfixture import Stack
 
 PASSWORD = "correct horse battery"

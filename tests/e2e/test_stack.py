@@ -10,8 +10,8 @@ import urllib.request
 from email.message import Message
 from pathlib import Path
 
-from hostd import stack as stackmod
-from hostd.bootstrap import clone_commands
+from hostd.ops import stack as stackmod
+from hostd.ops.bootstrap import clone_commands
 from tests.e2e.stackfixture import Stack
 
 

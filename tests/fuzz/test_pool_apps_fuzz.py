@@ -1,6 +1,6 @@
 """Bad input against each pool's whole WSGI app, in-process (hypothesis).
 
-Each pool is built exactly as gunicorn builds it (:func:`hostd.wsgi.git_app`
+Each pool is built exactly as gunicorn builds it (:func:`hostd.serve.wsgi.git_app`
 and friends) on a fresh data directory, with memcached *not* running, so
 every cache and throttle call fails and must fail safe. Requests are
 malformed at every layer: method, path (traversal, encodings, control
@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from mercurial import wireprotov1server
 
-from hostd import wsgi
-from hostd.bootstrap import initialize
+from hostd.ops.bootstrap import initialize
+from hostd.serve import wsgi
 from hostd.settings import Settings
 from tests.ports import free_ports
 
@@ -220,7 +220,7 @@ BUNDLE2 = "bundlecaps=HG20,bundle2%3DHG20%250Alistkeys"
     ("hg", "/demo/hello-hg", "cmd=known", 400),  # wire command without its "nodes" argument
     ("hg", "/demo/hello-hg", "cmd=archive", 400),  # page without its "node"
     ("hg", "/demo/hello-hg", "cmd=capabilities", 200),
-    # Found by the table tests in tests/hostd/test_hgapp.py (500s and cut-off streams):
+    # Found by the table tests in tests/hostd/hg/test_app.py (500s and cut-off streams):
     ("hg", "/demo/hello-hg", f"cmd=changegroup&roots={SHA}", 404),  # unknown node
     ("hg", "/demo/hello-hg", "cmd=changegroup&roots=", 400),  # empty revset
     ("hg", "/demo/hello-hg", "cmd=get_cached_bundle_inline&path=/etc/passwd", 404),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hostd.tls import TlsFiles, ensure_certificates
+from hostd.ops.tls import TlsFiles, ensure_certificates
 
 from .echo_backend import EchoBackend
 from .haproxy_runner import SERVERS, HAProxy

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from hostd.tls import TlsFiles
+from hostd.ops.tls import TlsFiles
 
 from .http_clients import Endpoint
 

@@ -26,7 +26,7 @@ import h2.events
 import h2.settings
 import pytest
 
-from hostd.tls import TlsFiles
+from hostd.ops.tls import TlsFiles
 from tests.polling import wait_until
 
 from .conftest import HAPROXY_DIR, backend_addresses

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from mercurial import wireprotov1server
 
-from hostd.tls import TlsFiles
+from hostd.ops.tls import TlsFiles
 
 from .conftest import HAPROXY_DIR, backend_addresses
 from .echo_backend import EchoBackend

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from hostd.accounts import Accounts
-from hostd.database import Database
-from hostd.gitrefstate import RACY_SECONDS
+from hostd.git.refstate import RACY_SECONDS
+from hostd.guard.policy import RepositoryPolicy
 from hostd.names import RepoName
-from hostd.policy import RepositoryPolicy
-from hostd.storage import Storage
+from hostd.store.accounts import Accounts
+from hostd.store.database import Database
+from hostd.store.storage import Storage
 
 GIT = shutil.which("git") or "git"
 
@@ -55,7 +55,7 @@ def repo(site: Site) -> tuple[RepoName, Path]:
 
 
 def age(git_dir: Path) -> None:
-    """Move every timestamp of a repository out of the racy window (see ``hostd.gitrefstate``)."""
+    """Move every timestamp of a repository out of the racy window (see ``hostd.git.refstate``)."""
     past = time.time() - 10 * RACY_SECONDS
     for path in [git_dir, *git_dir.rglob("*")]:
         os.utime(path, (past, past), follow_symlinks=False)

@@ -1,0 +1,48 @@
+"""hostd's authorization hook for singlemalt: who may read or write what.
+
+The policy answers for one pool: the git pool only knows git repositories and
+the hg pool only hg ones, so a name that is a repository of the other kind is
+"not found" there, exactly like a name that does not exist.
+"""
+
+from __future__ import annotations
+
+from hostd.names import parse_repo_path
+from hostd.store.accounts import Accounts, Level, Repo
+from singlemalt import Action, Allowed, Decision, Denied, Identity, Target
+
+
+class RepositoryPolicy:
+    """Decide access to repositories from owners, grants and the public flag."""
+
+    def __init__(self, accounts: Accounts, *, vcs: str | None) -> None:
+        self.accounts = accounts
+        self.vcs = vcs
+
+    def resolve(self, path: str) -> Repo | None:
+        """The repository a URL path names in this pool, or None."""
+        parsed = parse_repo_path(path)
+        if parsed is None:
+            return None
+        ref, git_suffix = parsed
+        if git_suffix and self.vcs not in (None, "git"):
+            return None
+        repo = self.accounts.repo(ref)
+        if repo is None or (self.vcs is not None and repo.vcs != self.vcs):
+            return None
+        if git_suffix and repo.vcs != "git":
+            return None
+        return repo
+
+    def __call__(self, identity: Identity | None, target: Target) -> Decision:
+        repo = self.resolve(target.repository)
+        if repo is None:
+            return Denied(f"no repository {target.repository!r} in this pool")
+        level = self.accounts.level(identity.username if identity else None, repo)
+        needed = Level.WRITE if target.action is Action.WRITE else Level.READ
+        if level >= needed:
+            return Allowed(f"{level.name.lower()} access to {repo.ref}")
+        if level >= Level.READ:
+            return Denied(f"You have read-only access to {repo.ref}; pushing needs write access.", reveal=True)
+        return Denied(f"no access to {repo.ref}")
+

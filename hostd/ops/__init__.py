@@ -1,0 +1,1 @@
+"""Running and operating a stack: start and stop, pools and traffic, maintenance, first-run set-up."""

@@ -1,0 +1,87 @@
+"""First-run set-up of a data directory.
+
+Creates, once: the directory tree, the server secret (HMAC key for the
+credential cache), the account database, the local CA and server
+certificate, and a demo user with one git and one hg repository. The demo
+password is generated, stored 0600 in ``demo-password`` and shown once.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+
+from hostd.names import RepoName
+from hostd.ops.tls import ensure_certificates
+from hostd.settings import Settings
+from hostd.store.accounts import Accounts
+from hostd.store.database import Database
+from hostd.store.storage import Storage
+
+DEMO_USER = "demo"
+DEMO_GIT = RepoName(DEMO_USER, "hello")
+DEMO_HG = RepoName(DEMO_USER, "hello-hg")
+
+
+@dataclass(frozen=True, slots=True)
+class Demo:
+    """The demo account created on first run (the password only that once)."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+def _write_private(path: os.PathLike[str], data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def initialize(settings: Settings, *, demo: bool = True) -> Demo | None:
+    """Make ``settings.data_dir`` ready to serve; returns the demo account if new."""
+    data = settings.data_dir
+    for directory in (data, settings.repo_root, settings.run_dir, settings.log_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o700)
+    # The pools' unix sockets live here: their directory's permissions are
+    # what keeps other local users from speaking to a pool as HAProxy.
+    os.chmod(settings.run_dir, 0o700)
+    if not settings.secret_file.exists():
+        _write_private(settings.secret_file, secrets.token_bytes(32))
+    ensure_certificates(settings.tls_dir, _tls_hosts(settings))
+    fresh = not settings.database.exists()
+    db = Database(settings.database)
+    db.create()
+    if not (fresh and demo):
+        return None
+    accounts = Accounts(db)
+    storage = Storage(settings.repo_root)
+    password = secrets.token_urlsafe(15)
+    accounts.add_user(DEMO_USER, password)
+    _write_private(data / "demo-password", (password + "\n").encode())
+    for ref, vcs in ((DEMO_GIT, "git"), (DEMO_HG, "hg")):
+        accounts.add_repo(ref, vcs, public=True)
+        storage.create(ref, vcs, readme=f"# {ref}\n\nA demo {vcs} repository served by hostd.\n")
+    return Demo(DEMO_USER, password)
+
+
+def _tls_hosts(settings: Settings) -> tuple[str, ...]:
+    hosts = ["localhost", "127.0.0.1", "::1"]
+    if settings.public_host not in hosts:
+        hosts.insert(0, settings.public_host)
+    return tuple(hosts)
+
+
+def clone_commands(settings: Settings) -> list[str]:
+    """The clone commands to print, verifying the server against our CA.
+
+    ``GIT_SSL_CAINFO``, when set in the user's environment, overrides git's
+    ``http.sslCAInfo``, so the command sets both: the variable for this
+    clone, the config (saved in the clone) for every later fetch and push.
+    """
+    ca = settings.tls_dir / "ca.pem"
+    return [
+        f"GIT_SSL_CAINFO={ca} git clone -c http.sslCAInfo={ca} {settings.base_url}/{DEMO_GIT}.git",
+        f"hg --config web.cacerts={ca} clone {settings.base_url}/{DEMO_HG}",
+    ]

@@ -1,0 +1,398 @@
+"""The worker pools at run time, through HAProxy's admin socket.
+
+An operator drains a worker before maintenance, adds one under load and
+removes it afterwards without a reload and without failing a clone::
+
+    from hostd.ops import pooladmin
+    pooladmin.drain(settings, "git", "git1")   # in-flight clones finish on git1
+    pooladmin.add(settings, "git", "git2", "127.0.0.1:8111")
+    for server in pooladmin.servers(settings):
+        print(server.key, server.state, server.sessions)
+
+Every function sends plain commands to ``<data>/run/haproxy.sock`` with
+:func:`hostd.ops.haproxy.command`, parses the answer into frozen values and
+turns whatever HAProxy refuses into a :class:`PoolError` that quotes it.
+
+Servers added here are HAProxy 2.6 "dynamic servers". HAProxy forgets them
+on a reload (they are not in haproxy.cfg), so :func:`snapshot` and
+:func:`restore` carry them, with their drain or maintenance state, over to
+the new worker; :func:`hostd.ops.stack.reload_haproxy` calls both.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from hostd.ops import haproxy
+from hostd.ops.haproxy import PoolError
+from hostd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Health-check settings of an added server. HAProxy applies no
+#: ``default-server`` line to dynamic servers, so this repeats the one in
+#: haproxy.cfg's defaults section (tests/hostd/ops/test_pooladmin.py checks that
+#: they agree): a dead worker leaves the pool within ~4 s. The check itself
+#: (``option httpchk GET /healthz``) is the backend's and applies as is.
+CHECK_OPTIONS = "inter 2s fall 2 rise 2"
+
+#: A backend or server name: also keeps ";" (HAProxy's command separator),
+#: spaces and newlines out of the commands built below.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+# srv_admin_state bits (doc/management.txt, "show servers state").
+_MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20
+_DRAIN_BITS = 0x08 | 0x10
+# srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping (up, but its
+# check asks for no new sessions).
+_OP_STOPPING = 3
+_OP_UP = frozenset({1, 2, _OP_STOPPING})
+
+
+
+class Admin(StrEnum):
+    """What an operator asked of a server: its administrative state."""
+
+    READY = "ready"
+    DRAIN = "drain"
+    MAINT = "maint"
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """One server of a backend as HAProxy's running worker sees it."""
+
+    backend: str
+    name: str
+    address: str
+    #: UP, DOWN, DRAIN or MAINT: whether it takes new sessions, and if not, why.
+    state: str
+    admin: Admin
+    #: The health check's verdict, whatever the administrative state.
+    healthy: bool
+    #: Sessions in flight now (``scur``) and since HAProxy started (``stot``).
+    sessions: int
+    total_sessions: int
+    #: 0 means no limit.
+    maxconn: int
+    #: The last health check, e.g. "Layer7 check passed".
+    check: str
+    #: ``IP:PORT`` the health check goes to when it is not ``address``
+    #: (a worker reached over its unix socket is checked on its TCP port).
+    check_address: str = ""
+
+    @property
+    def key(self) -> str:
+        """``backend/server``, as HAProxy's commands spell it."""
+        return f"{self.backend}/{self.name}"
+
+    @property
+    def worker_address(self) -> str:
+        """The ``IP:PORT`` that :func:`add` was given for this server."""
+        return self.check_address if self.address == "unix" else self.address
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The servers one HAProxy worker had, taken just before a reload."""
+
+    worker_pid: int
+    servers: tuple[Server, ...]
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
+def merge(stat: list[dict[str, str]], state: dict[tuple[str, str], dict[str, str]]) -> list[Server]:
+    """Join ``show stat`` (traffic, address, check) with ``show servers state``
+    (administrative and operational state, which the stat ``status`` text
+    conflates: a drained server whose check fails is only "DOWN" there)."""
+    servers = []
+    for row in stat:
+        if row["svname"] in ("FRONTEND", "BACKEND"):
+            continue
+        raw = state.get((row["pxname"], row["svname"]))
+        status = row.get("status", "")
+        if raw is not None:
+            admin_bits = _int(raw.get("srv_admin_state"))
+            op = _int(raw.get("srv_op_state"))
+        else:  # added or removed between the two commands: trust the stat text
+            admin_bits = 0x01 if status.startswith("MAINT") else 0x08 if status == "DRAIN" else 0
+            op = 3 if status == "NOLB" else 2 if status.startswith(("UP", "DRAIN", "no check")) else 0
+        healthy = op in _OP_UP
+        admin = Admin.MAINT if admin_bits & _MAINT_BITS else Admin.DRAIN if admin_bits & _DRAIN_BITS else Admin.READY
+        if admin is Admin.MAINT:
+            shown = "MAINT"
+        elif not healthy:
+            shown = "DOWN"
+        elif admin is Admin.DRAIN or op == _OP_STOPPING:
+            shown = "DRAIN"
+        else:
+            shown = "UP"
+        servers.append(Server(
+            backend=row["pxname"], name=row["svname"], address=row.get("addr", ""), state=shown,
+            admin=admin, healthy=healthy, sessions=_int(row.get("scur")),
+            total_sessions=_int(row.get("stot")), maxconn=_int(row.get("slim")),
+            check=row.get("check_desc") or row.get("check_status", ""),
+            check_address=_check_address(raw),
+        ))
+    return servers
+
+
+def _check_address(raw: dict[str, str] | None) -> str:
+    """``IP:PORT`` of a server's separate health-check address, or ""."""
+    host = (raw or {}).get("srv_check_addr", "-")
+    port = _int((raw or {}).get("srv_check_port"))
+    if host == "-" or port == 0:
+        return ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def worker_socket(settings: Settings, backend: str, name: str) -> Path:
+    """Where an added worker listens for HAProxy when it is local: ``<run>/<backend>-<name>.sock``.
+
+    A worker started with ``--bind unix:<this> --bind IP:PORT`` is sent its
+    traffic over the socket, whose directory only this installation can
+    enter, so it believes the client address HAProxy forwards; HAProxy checks
+    its health on IP:PORT, the side door its threads answer even when busy.
+    """
+    return settings.run_dir / f"{backend}-{name}.sock"
+
+
+def parse_address(text: str) -> str:
+    """``IP:PORT`` (IPv6 in brackets) in HAProxy's spelling; PoolError otherwise.
+
+    Host names are refused: a dynamic server is never resolved (HAProxy 2.6
+    gives it ``init-addr none``), so a name would be accepted and never work.
+    """
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([0-9.]+):(\d{1,5})", text)
+    if match is None:
+        raise PoolError(f"invalid address {text!r}: expected IP:PORT, e.g. 127.0.0.1:8111")
+    host, port = (match[1], match[2]) if match[1] else (match[3], match[4])
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise PoolError(f"invalid address {text!r}: {host!r} is not an IP address") from None
+    if not 0 < int(port) < 65536:
+        raise PoolError(f"invalid address {text!r}: {port} is not a TCP port")
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def _checked_name(kind: str, name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise PoolError(f"invalid {kind} name {name!r}: letters, digits, '.', '_', '-'")
+    return name
+
+
+# --- Talking to HAProxy --------------------------------------------------------
+
+def _expect(settings: Settings, command: str, success: str = "") -> None:
+    """Run a command whose good answer is ``success`` (or, by default, nothing)."""
+    answer = haproxy.command(settings, command).strip()
+    if answer.startswith(success) if success else not answer:
+        log.info("haproxy: %s", command)
+        return
+    raise PoolError(f"HAProxy refused '{command}': {answer}")
+
+
+def servers(settings: Settings, backend: str | None = None) -> list[Server]:
+    """Every server of every backend (or of ``backend``), in configuration order."""
+    scope = _checked_name("backend", backend) if backend else ""
+    stat = haproxy.stat(settings, scope or "-1", haproxy.SERVERS)
+    return merge(stat, haproxy.servers_state(settings, scope))
+
+
+def server(settings: Settings, backend: str, name: str) -> Server:
+    """One server; PoolError when the backend has none by that name."""
+    for candidate in servers(settings, backend):
+        if candidate.name == name:
+            return candidate
+    raise PoolError(f"no server {backend}/{name}")
+
+
+def worker_pid(settings: Settings) -> int:
+    """The PID of the HAProxy worker answering the admin socket."""
+    match = re.search(r"^Pid: (\d+)$", haproxy.command(settings, "show info"), re.MULTILINE)
+    if match is None:
+        raise PoolError("HAProxy's 'show info' has no Pid line")
+    return int(match[1])
+
+
+def set_admin(settings: Settings, backend: str, name: str, admin: Admin) -> None:
+    """``set server B/S state ready|drain|maint``.
+
+    drain: no new sessions, in-flight ones (a clone, a push) run to their
+    end, health checks go on; maint: no checks either.
+    """
+    key = f"{_checked_name('backend', backend)}/{_checked_name('server', name)}"
+    _expect(settings, f"set server {key} state {admin.value}")
+
+
+def drain(settings: Settings, backend: str, name: str) -> None:
+    """Take a server out of load balancing; its in-flight sessions finish."""
+    set_admin(settings, backend, name, Admin.DRAIN)
+
+
+def ready(settings: Settings, backend: str, name: str) -> None:
+    """Put a drained or maintained server back into load balancing."""
+    set_admin(settings, backend, name, Admin.READY)
+
+
+def _wait(settings: Settings, backend: str, name: str, done: Callable[[Server], bool],
+          timeout: float) -> Server | None:
+    """Poll the server until ``done(server)``; None after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = server(settings, backend, name)
+        if done(current):
+            return current
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
+def _checked(current: Server) -> bool:
+    """A check ran and passed, or enough failed for HAProxy to mark it down
+    (it then needs ``rise`` passing checks before it gets any traffic)."""
+    return current.check.startswith("Layer7 check passed") or not current.healthy
+
+
+def add(settings: Settings, backend: str, name: str, address: str, maxconn: int | None = None,
+        *, admin: Admin = Admin.READY, check_first: bool = True, timeout: float = 10.0) -> Server:
+    """Add a worker to a backend; it takes traffic only once a check has passed.
+
+    ``maxconn`` defaults to the backend's first server's, i.e. a worker of the
+    same size. The server is created drained (checked, no traffic) and put
+    in ``admin`` state after its first health-check verdict, so a worker
+    that is not listening yet is never sent a clone. If no verdict comes
+    within ``timeout`` seconds it stays drained and PoolError says so.
+    ``check_first=False`` skips the wait, for a server known to be healthy
+    (one carried over a reload): the check still runs, as for any server.
+    """
+    _checked_name("backend", backend)
+    _checked_name("server", name)
+    addr = parse_address(address)
+    existing = servers(settings, backend)
+    if not existing:
+        raise PoolError(f"backend {backend!r} has no server to copy settings from")
+    if maxconn is None:
+        maxconn = existing[0].maxconn
+    limit = f" maxconn {maxconn}" if maxconn > 0 else ""
+    key = f"{backend}/{name}"
+    target = f"{addr} check"
+    local = worker_socket(settings, backend, name)
+    if local.is_socket():
+        host, _, port = addr.rpartition(":")
+        target = f"unix@{local} check addr {host.strip('[]')} port {port}"
+    else:
+        log.warning("%s: no %s, so HAProxy reaches it over TCP and it believes no forwarded client address "
+                    "unless HOSTD_TRUSTED_PROXIES names HAProxy's", key, local)
+    _expect(settings, f"add server {key} {target} {CHECK_OPTIONS}{limit}", "New server registered")
+    # A dynamic server starts in maintenance with its health check off; the
+    # check stays paused for as long as the server is in maintenance.
+    _expect(settings, f"enable health {key}")
+    if admin is not Admin.MAINT:
+        _expect(settings, f"set server {key} state drain")
+    if admin is Admin.READY:
+        if check_first and _wait(settings, backend, name, _checked, timeout) is None:
+            raise PoolError(f"{key} was added but no health check finished within {timeout:g}s; it stays "
+                            f"drained: `hostd pool ready {backend} {name}` puts it in the pool")
+        ready(settings, backend, name)
+    return server(settings, backend, name)
+
+
+def remove(settings: Settings, backend: str, name: str, timeout: float = 60.0) -> None:
+    """Drain a server, wait for its sessions to end, and delete it.
+
+    HAProxy deletes only a server in maintenance with no connection, so the
+    order is drain (in-flight clones finish), wait, maint, delete. After
+    ``timeout`` seconds with sessions still running it stays drained and
+    PoolError says so: run it again later.
+    """
+    target = server(settings, backend, name)
+    if len(servers(settings, backend)) == 1:
+        raise PoolError(f"refusing to remove {target.key}: it is the only server of backend {backend}")
+    if target.admin is not Admin.MAINT:
+        drain(settings, backend, name)
+    idle = _wait(settings, backend, name, lambda s: s.sessions == 0, timeout)
+    if idle is None:
+        busy = server(settings, backend, name).sessions
+        raise PoolError(f"{target.key} still has {busy} session(s) after {timeout:g}s; "
+                        "it stays drained, run remove again later")
+    set_admin(settings, backend, name, Admin.MAINT)
+    # Idle keep-alive connections to the server are closed by HAProxy a moment
+    # after maintenance starts; until then the deletion is refused.
+    deadline = time.monotonic() + 5
+    while True:
+        answer = haproxy.command(settings, f"del server {target.key}").strip()
+        if answer.startswith("Server deleted"):
+            log.info("haproxy: del server %s", target.key)
+            return
+        if time.monotonic() >= deadline or "connection" not in answer.lower():
+            raise PoolError(f"HAProxy refused 'del server {target.key}': {answer}")
+        time.sleep(0.2)
+
+
+# --- Reloads ---------------------------------------------------------------------
+
+def snapshot(settings: Settings) -> Snapshot:
+    """What the running worker has, to hand over to the next one."""
+    return Snapshot(worker_pid(settings), tuple(servers(settings)))
+
+
+def wait_for_new_worker(settings: Settings, old_pid: int, timeout: float = 15.0) -> int:
+    """Block until a worker other than ``old_pid`` answers the admin socket.
+
+    Right after a reload both workers may hold the socket for a moment, so
+    the new PID must answer three times in a row. PoolError on timeout,
+    which usually means the new configuration did not load (see HAProxy's log).
+    """
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while streak < 3:
+        if time.monotonic() >= deadline:
+            raise PoolError(f"no new HAProxy worker after {timeout:g}s (old worker {old_pid} "
+                            "still answers): did the configuration load? See haproxy.log")
+        try:
+            pid = worker_pid(settings)
+        except PoolError:
+            pid = old_pid
+        streak = streak + 1 if pid != old_pid else 0
+        time.sleep(0.05)
+    return pid
+
+
+def restore(settings: Settings, before: Snapshot, timeout: float = 15.0) -> list[Server]:
+    """After a reload: add back the servers the old worker had and the new one lacks.
+
+    Static servers keep their drain/maintenance state through the server
+    state file; dynamic ones are re-added here, each with its address,
+    maxconn and administrative state. Returns the servers re-added.
+    """
+    wait_for_new_worker(settings, before.worker_pid, timeout)
+    present = {(s.backend, s.name) for s in servers(settings)}
+    restored, failed = [], []
+    for old in before.servers:
+        if (old.backend, old.name) in present:
+            continue
+        try:
+            restored.append(add(settings, old.backend, old.name, old.worker_address, old.maxconn,
+                                admin=old.admin, check_first=not old.healthy))
+        except PoolError as error:
+            failed.append(str(error))
+            continue
+        log.info("re-added %s after the reload (%s)", old.key, old.admin.value)
+    if failed:
+        raise PoolError("after the reload: " + "; ".join(failed))
+    return restored

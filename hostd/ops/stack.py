@@ -1,0 +1,314 @@
+"""Start, check and stop a whole stack under supervisord.
+
+``python -m hostd.ops.stack run|up|down|reload`` backs ``make run``, ``make up``,
+``make down`` and ``make reload``; the end-to-end tests use the same
+functions, so what the tests start is exactly what an operator runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from hostd.ops import haproxy, pooladmin
+from hostd.ops.bootstrap import clone_commands, initialize
+from hostd.ops.haproxy import POOLS, PoolError, StackError
+from hostd.ops.haproxy import command as haproxy_command
+from hostd.settings import PROJECT_ROOT, Settings, SettingsError
+
+SUPERVISORD_CONF = PROJECT_ROOT / "deploy" / "supervisord.conf"
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin")
+    if found is None:
+        raise StackError(f"{name} is not installed (Debian: apt-get install {name})")
+    return found
+
+
+def environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment supervisord, HAProxy and the pools run with."""
+    env = dict(os.environ if base is None else base)
+    ports = settings.ports
+    concurrency = str(settings.workers * settings.threads)
+    env.update(
+        HOSTD_ROOT=str(PROJECT_ROOT),
+        HOSTD_DATA=str(settings.data_dir),
+        HOSTD_BIND=settings.bind,
+        HOSTD_HTTPS_PORT=str(ports.https),
+        HOSTD_HTTP_PORT=str(ports.http),
+        HOSTD_STATS_PORT=str(ports.stats),
+        HOSTD_PEERS_PORT=str(ports.peers),
+        HOSTD_GIT_PORT=str(ports.git),
+        HOSTD_HG_PORT=str(ports.hg),
+        HOSTD_WEB_PORT=str(ports.web),
+        HOSTD_MEMCACHED_PORT=str(ports.memcached),
+        # HAProxy reaches each pool over a unix socket in the 0700 run
+        # directory: only this installation's user can connect there, so only
+        # HAProxy's X-Forwarded-For is believed (HOSTD_TRUSTED_PROXIES=unix).
+        # Health checks go to the pool's TCP port, the side door its worker
+        # answers even when every request thread is busy.
+        HOSTD_GIT_ADDR=f"unix@{settings.pool_socket('git')}",
+        HOSTD_HG_ADDR=f"unix@{settings.pool_socket('hg')}",
+        HOSTD_WEB_ADDR=f"unix@{settings.pool_socket('web')}",
+        HOSTD_GIT_CHECK_HOST=settings.bind,
+        HOSTD_HG_CHECK_HOST=settings.bind,
+        HOSTD_WEB_CHECK_HOST=settings.bind,
+        HOSTD_GIT_CHECK_PORT=str(ports.git),
+        HOSTD_HG_CHECK_PORT=str(ports.hg),
+        HOSTD_WEB_CHECK_PORT=str(ports.web),
+        HOSTD_GIT_MAXCONN=concurrency,
+        HOSTD_HG_MAXCONN=concurrency,
+        HOSTD_WEB_MAXCONN=concurrency,
+        HOSTD_MAX_PUSH_BYTES=str(settings.max_push_bytes),
+        HOSTD_GIT_PACK=settings.git_pack,
+        HOSTD_TRUSTED_PROXIES=",".join(settings.trusted_proxies),
+        HOSTD_PUBLIC_HOST=settings.public_host,
+        # Where HAProxy redirects plain HTTP to: the configured URL, never
+        # the client's Host header.
+        HOSTD_PUBLIC_URL=settings.base_url,
+        HOSTD_WORKERS=str(settings.workers),
+        HOSTD_THREADS=str(settings.threads),
+        HOSTD_TLS_PEM=str(settings.tls_dir / "server.pem"),
+        HOSTD_HAPROXY_DIR=str(PROJECT_ROOT / "haproxy"),
+        HOSTD_RUN_DIR=str(settings.run_dir),
+        HOSTD_LOG_DIR=str(settings.log_dir),
+        HOSTD_VENV_BIN=str(Path(sys.executable).parent),
+        HOSTD_HAPROXY=_tool("haproxy"),
+        HOSTD_MEMCACHED=_tool("memcached"),
+    )
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+def supervisord_pid(settings: Settings) -> int | None:
+    """The PID of this stack's supervisord, if one is running."""
+    try:
+        pid = int((settings.run_dir / "supervisord.pid").read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _get(url: str, context: ssl.SSLContext | None = None) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def health_problem(settings: Settings) -> str | None:
+    """None when every pool and HAProxy answer their health checks."""
+    for pool in POOLS:
+        port = getattr(settings.ports, pool)
+        try:
+            status = _get(f"http://{settings.bind}:{port}/readyz")
+        except OSError as error:
+            return f"{pool} pool on port {port}: {error}"
+        if status != 200:
+            return f"{pool} pool on port {port}: /readyz answered {status}"
+    context = ssl.create_default_context(cafile=str(settings.tls_dir / "ca.pem"))
+    try:
+        status = _get(f"https://{settings.bind}:{settings.ports.https}/healthz", context)
+    except OSError as error:
+        return f"HAProxy on port {settings.ports.https}: {error}"
+    if status != 200:
+        return f"HAProxy on port {settings.ports.https}: /healthz answered {status}"
+    try:
+        rows = haproxy.stat(settings, types=haproxy.BACKENDS)
+    except PoolError as error:
+        return str(error)
+    for row in rows:
+        if row["pxname"] in POOLS and row["status"] != "UP":
+            return f"HAProxy backend {row['pxname']} is {row['status']}"
+    return None
+
+
+def wait_healthy(
+    settings: Settings, timeout: float = 60.0, alive: Callable[[], bool] | None = None
+) -> None:
+    """Block until :func:`health_problem` is None; StackError after ``timeout``
+    or as soon as ``alive`` (default: supervisord's pid file) says it died."""
+    if alive is None:
+        def alive() -> bool:
+            return supervisord_pid(settings) is not None
+    deadline = time.monotonic() + timeout
+    problem = health_problem(settings)
+    while problem is not None:
+        if time.monotonic() > deadline:
+            raise StackError(f"stack not healthy after {timeout:.0f}s: {problem}")
+        if not alive():
+            raise StackError(f"supervisord exited; see {settings.log_dir}: {problem}")
+        time.sleep(0.2)
+        problem = health_problem(settings)
+
+
+def start(settings: Settings, *, foreground: bool = False) -> subprocess.Popen[bytes] | None:
+    """Initialize the data directory if needed and start supervisord.
+
+    In the foreground the caller gets the supervisord process to wait on;
+    otherwise supervisord daemonizes and this returns None.
+    """
+    if supervisord_pid(settings) is not None:
+        raise StackError(f"a stack is already running for {settings.data_dir}")
+    demo = initialize(settings)
+    if demo is not None:
+        print(f"Demo user {demo.username!r}, password {demo.password!r} "
+              f"(shown once; kept 0600 in {settings.data_dir / 'demo-password'})", flush=True)
+    _ensure_server_state_file(settings)
+    env = environment(settings)
+    command = [str(Path(sys.executable).parent / "supervisord"), "-c", str(SUPERVISORD_CONF)]
+    if foreground:
+        return subprocess.Popen(command + ["-n"], env=env)
+    subprocess.run(command, env=env, check=True)
+    # supervisord writes its pid file only after it has daemonized.
+    deadline = time.monotonic() + 15
+    while supervisord_pid(settings) is None:
+        if time.monotonic() > deadline:
+            raise StackError(f"supervisord did not start; see {settings.log_dir}/supervisord.log")
+        time.sleep(0.05)
+    return None
+
+
+def stop(settings: Settings, timeout: float = 60.0) -> bool:
+    """Stop this stack's supervisord (and so every process under it)."""
+    pid = supervisord_pid(settings)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    raise StackError(f"supervisord (pid {pid}) did not stop within {timeout:.0f}s")
+
+
+def _server_state_file(settings: Settings) -> Path:
+    return settings.run_dir / "haproxy.state"
+
+
+def _ensure_server_state_file(settings: Settings) -> None:
+    """HAProxy warns at start when its server-state file is missing; "1" is
+    the format version line of an empty state."""
+    state = _server_state_file(settings)
+    if not state.exists():
+        state.write_text("1\n")
+
+
+#: How long a reload waits for the worker to be able to hand over its tables.
+PEERS_READY_SECONDS = 10.0
+_PEERS_FLAGS = re.compile(r" id=hostd .*?flags=0x([0-9a-f]+)")
+
+
+def peers_ready(settings: Settings) -> bool:
+    """Whether HAProxy's worker would hand its stick tables to a successor now.
+
+    A worker that had no predecessor to learn from (the first after a cold
+    start) spends its first 5 s waiting for remote peers, and HAProxy 2.6
+    hands nothing over in that window (see haproxy.cfg, ``peers hostd``).
+    Both low bits of the section's flags set means it is done.
+    """
+    match = _PEERS_FLAGS.search(haproxy_command(settings, "show peers"))
+    return match is not None and int(match[1], 16) & 0x3 == 0x3
+
+
+def reload_haproxy(settings: Settings) -> None:
+    """Hitless HAProxy reload: save the servers' runtime state (drained,
+    disabled, added), then SIGUSR2 the master, which starts new workers with
+    the new config and lets the old ones finish their connections. It waits
+    first (up to :data:`PEERS_READY_SECONDS`) until the worker can hand its
+    failed-login counts to the new one.
+
+    The state file restores drained and disabled servers of haproxy.cfg;
+    servers added at run time are not in it, so :mod:`hostd.ops.pooladmin` adds
+    them back to the new worker. Returns once the new worker answers.
+    """
+    deadline = time.monotonic() + PEERS_READY_SECONDS
+    while not peers_ready(settings) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    before = pooladmin.snapshot(settings)
+    state = haproxy_command(settings, "show servers state")
+    if state.startswith("1"):
+        tmp = _server_state_file(settings).with_suffix(".tmp")
+        tmp.write_text(state)
+        tmp.replace(_server_state_file(settings))
+    env = environment(settings)
+    subprocess.run(
+        [env["HOSTD_VENV_BIN"] + "/supervisorctl", "-c", str(SUPERVISORD_CONF), "signal", "USR2", "haproxy"],
+        env=env, check=True,
+    )
+    pooladmin.restore(settings, before)
+
+
+def _announce(settings: Settings) -> None:
+    print("\nhostd is up. Clone the demo repositories:", flush=True)
+    for command in clone_commands(settings):
+        print("  " + command)
+    print(f"Web: {settings.base_url}/   Stats: http://{settings.bind}:{settings.ports.stats}/stats"
+          f"   Logs: {settings.log_dir}", flush=True)
+
+
+def run(settings: Settings) -> int:
+    """``make run``: start in the foreground; Ctrl-C stops everything."""
+    process = start(settings, foreground=True)
+    assert process is not None
+
+    def forward(signum: int, _frame: object) -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        wait_healthy(settings, alive=lambda: process.poll() is None)
+        _announce(settings)
+    except StackError as error:
+        print(f"hostd: {error}", file=sys.stderr)
+        forward(signal.SIGTERM, None)
+    return process.wait()
+
+
+def main(argv: list[str]) -> int:
+    try:
+        settings = Settings.from_env()
+        if argv == ["run"]:
+            return run(settings)
+        if argv == ["up"]:
+            start(settings)
+            try:
+                wait_healthy(settings)
+            except StackError:
+                stop(settings)
+                raise
+            _announce(settings)
+            return 0
+        if argv == ["down"]:
+            print("stopped" if stop(settings) else "not running")
+            return 0
+        if argv == ["reload"]:
+            reload_haproxy(settings)
+            return 0
+    except (StackError, SettingsError, subprocess.CalledProcessError) as error:
+        print(f"hostd: {error}", file=sys.stderr)
+        return 1
+    print("usage: python -m hostd.ops.stack run|up|down|reload", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

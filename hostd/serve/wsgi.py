@@ -1,0 +1,164 @@
+"""Composition root of the three pools: settings in, WSGI apps out.
+
+gunicorn calls ``hostd.serve.wsgi:git_app()`` (and ``hg_app()``, ``web_app()``);
+this is the only module that turns configuration into objects. Each pool is
+``HealthRoutes(SingleMalt(<app>))``: health checks answer without
+authentication, everything else is decided by singlemalt first. In the git
+and hg pools ``<app>`` is ``ReadOnlyGate(<app>)``, which refuses pushes while
+the ``read_only`` flag is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hostd import logsetup
+from hostd.git.app import GitApp
+from hostd.git.inflight import InFlight
+from hostd.git.upload import UploadPack
+from hostd.guard.health import HealthRoutes, storage_problem
+from hostd.guard.policy import RepositoryPolicy
+from hostd.guard.readonly import ReadOnlyGate
+from hostd.hg.app import HgApp
+from hostd.settings import UNIX_SOCKET, Settings, SettingsError
+from hostd.store.accounts import Accounts, login_name
+from hostd.store.database import Database
+from hostd.store.flags import Flags, FlagStore, SharedFlags
+from hostd.store.pushlog import PushLog
+from hostd.store.storage import Storage
+from hostd.web.app import WebApp, WebPolicy, classify_web
+from singlemalt import (
+    DEFAULT_DRAIN_LIMIT,
+    LoginThrottle,
+    ProxyTrust,
+    SafeMemcache,
+    SingleMalt,
+    VerificationCache,
+    Verifier,
+    classify_git,
+    classify_hg,
+)
+
+REALM = "hostd"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The collaborators every pool shares, built once per process."""
+
+    settings: Settings
+    accounts: Accounts
+    storage: Storage
+    verifier: Verifier
+    throttle: LoginThrottle
+    proxy: ProxyTrust
+    flags: Flags
+
+
+def build_services(settings: Settings) -> Services:
+    """Wire the account database, memcached, the verifier and the flags together."""
+    db = Database(settings.database)
+    accounts = Accounts(db)
+    host, port = settings.memcached_server
+    memcache = SafeMemcache(f"{host}:{port}")
+    secret = settings.secret_file.read_bytes()
+    verifier = Verifier(accounts, cache=VerificationCache(memcache, secret))
+    return Services(
+        settings=settings,
+        accounts=accounts,
+        storage=Storage(settings.repo_root),
+        verifier=verifier,
+        throttle=LoginThrottle(memcache, secret=secret, canonical=login_name),
+        proxy=proxy_trust(settings),
+        flags=Flags(FlagStore(db), SharedFlags(memcache, secret)),
+    )
+
+
+def proxy_trust(settings: Settings) -> ProxyTrust:
+    """Whose forwarded client address the pools believe (``HOSTD_TRUSTED_PROXIES``)."""
+    networks = [entry for entry in settings.trusted_proxies if entry != UNIX_SOCKET]
+    return ProxyTrust(networks, unix_socket=UNIX_SOCKET in settings.trusted_proxies)
+
+
+def _guard(services: Services, app: Any, classify: Callable[..., Any], authorize: Any, *,
+           write_drain_limit: int | None = None) -> Any:
+    """``HealthRoutes(SingleMalt(app))``; ``write_drain_limit``: how much of a refused write to read."""
+    guarded = SingleMalt(
+        app,
+        classify=classify,
+        verifier=services.verifier,
+        authorize=authorize,
+        realm=REALM,
+        throttle=services.throttle,
+        proxy=services.proxy,
+        write_drain_limit=write_drain_limit,
+    )
+    root = services.settings.repo_root
+    return HealthRoutes(guarded, ready=lambda: storage_problem(root))
+
+
+def _services(settings: Settings | None) -> Services:
+    logsetup.configure()
+    return build_services(settings or Settings.from_env())
+
+
+def _read_only(services: Services, app: Any) -> ReadOnlyGate:
+    """Refuse pushes while the read_only flag is on.
+
+    The refusal reads the whole push first (up to the push size limit): hg
+    sends its entire bundle before it reads a response, so a reply that
+    closes the connection early reaches it as a TLS EOF instead of the
+    message saying why.
+    """
+    return ReadOnlyGate(app, flags=services.flags, drain_limit=services.settings.max_push_bytes)
+
+
+def git_app(settings: Settings | None = None) -> Any:
+    """The git pool: dulwich smart HTTP (git's upload-pack for fetches) behind singlemalt (and read-only mode)."""
+    services = _services(settings)
+    policy = RepositoryPolicy(services.accounts, vcs="git")
+    pushlog = PushLog(Database(services.settings.database))
+    inflight = InFlight.of_run_dir(services.settings.run_dir)
+    app = GitApp(policy.resolve, services.storage, max_request_bytes=services.settings.max_push_bytes,
+                 pushlog=pushlog, upload_pack=upload_pack(services.settings.git_pack, inflight), inflight=inflight)
+    return _guard(services, _read_only(services, app), classify_git, policy)
+
+
+def upload_pack(choice: str, inflight: InFlight | None = None) -> UploadPack | None:
+    """git's own upload-pack for clones and fetches, or None for dulwich's (HOSTD_GIT_PACK)."""
+    if choice == "dulwich":
+        return None
+    git = shutil.which("git")
+    if git is None:
+        if choice == "git":
+            raise SettingsError("HOSTD_GIT_PACK=git, but there is no git on PATH")
+        log.warning("git is not installed: clones and fetches are served by dulwich, far slower")
+        return None
+    return UploadPack(git, inflight=inflight)
+
+
+def hg_app(settings: Settings | None = None) -> Any:
+    """The hg pool: hgweb behind singlemalt (and read-only mode)."""
+    services = _services(settings)
+    policy = RepositoryPolicy(services.accounts, vcs="hg")
+    pushlog = PushLog(Database(services.settings.database))
+    hg = HgApp(policy.resolve, services.storage, pushlog=pushlog, base_url=services.settings.base_url)
+    # hg sends a whole push before it reads the answer: a refusal (the 401
+    # that makes it ask for a password) must read all of it, up to the push
+    # limit, or hg sees a TLS EOF. git needs no such thing: it probes a large
+    # push with a tiny request first.
+    return _guard(services, _read_only(services, hg), classify_hg, policy,
+                  write_drain_limit=max(services.settings.max_push_bytes, DEFAULT_DRAIN_LIMIT))
+
+
+def web_app(settings: Settings | None = None) -> Any:
+    """The web pool: repository pages behind singlemalt."""
+    services = _services(settings)
+    repositories = RepositoryPolicy(services.accounts, vcs=None)
+    app = WebApp(services.accounts, services.storage, repositories, services.settings.base_url)
+    return _guard(services, app, classify_web, WebPolicy(repositories))

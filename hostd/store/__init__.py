@@ -1,0 +1,1 @@
+"""State on disk and in the database: accounts, repositories on disk, the push log, feature flags."""

@@ -1,0 +1,1 @@
+"""The web pool: the repository pages people browse."""
