@@ -58,8 +58,7 @@ down:
 reload: install
 	$(PY) -m hostd.ops.stack reload
 
-test: install
-	$(VENV)/bin/lint-imports --no-cache
+test: install lint
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_SOAK_SECONDS=10 $(PY) -m pytest -q --cov=singlemalt --cov-report=term-missing:skip-covered --cov-fail-under=100 tests
 
 chaos: install
@@ -82,6 +81,7 @@ bench: install bench-deps
 lint: install
 	$(VENV)/bin/ruff check singlemalt hostd tests
 	$(VENV)/bin/mypy singlemalt hostd tests/bench
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage

@@ -56,7 +56,8 @@ class Settings:
     #: another host). Never 127.0.0.1 by default: every local process
     #: connects from there and could name its own client address.
     trusted_proxies: tuple[str, ...] = (UNIX_SOCKET,)
-    max_push_bytes: int = 1024**3
+    #: 2 GiB, GitHub's per-push limit (a push of 1 GiB of content is a bit over 1 GiB).
+    max_push_bytes: int = 2 * 1024**3
     #: Who generates packs for clones and fetches: ``git`` (git's own
     #: upload-pack, required), ``dulwich`` (pure Python), or ``auto``
     #: (git where it is installed).
@@ -135,7 +136,7 @@ class Settings:
             workers=_positive(env, "HOSTD_WORKERS", 2),
             threads=_positive(env, "HOSTD_THREADS", 4),
             trusted_proxies=proxies,
-            max_push_bytes=_positive(env, "HOSTD_MAX_PUSH_BYTES", 1024**3),
+            max_push_bytes=_positive(env, "HOSTD_MAX_PUSH_BYTES", 2 * 1024**3),
             git_pack=_choice(env, "HOSTD_GIT_PACK", ("auto", "git", "dulwich")),
             public_host=env.get("HOSTD_PUBLIC_HOST", bind),
         )

@@ -15,11 +15,20 @@ reason instead of a 404 that hides it::
 
 A plain function satisfies :class:`Authorizer`.  Default deny: an
 authorizer should end with a :class:`Denied`, not an :class:`Allowed`.
+
+An authorizer that had to look the repository up to decide can hand what it
+found to the app, so the app does not look it up again::
+
+    repo = repositories.get(target.repository)
+    ...
+    return Allowed("owner", resource=repo)
+
+The app reads it as ``environ["singlemalt.decision"].resource``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from singlemalt.identity import Identity
@@ -28,9 +37,15 @@ from singlemalt.target import Target
 
 @dataclass(frozen=True, slots=True)
 class Allowed:
-    """Let the request through; ``reason`` goes to the log."""
+    """Let the request through; ``reason`` goes to the log.
+
+    ``resource`` is whatever the authorizer resolved the target to (a
+    repository record, say), passed on to the app untouched; it is left out
+    of the repr, which goes to logs.
+    """
 
     reason: str
+    resource: object = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

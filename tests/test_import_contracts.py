@@ -63,8 +63,8 @@ def test_unmodified_copy_keeps_every_contract(tmp_path: Path) -> None:
     [
         # A pool app reaching up into operations; serving now reaches them through it.
         ("hostd/web/browse.py", "import hostd.ops.tls", {FLOORS, SERVING}),
-        # The guard reaching up into a pool app.
-        ("hostd/guard/health.py", "import hostd.git.body", {FLOORS}),
+        # A leaf reaching up into the stores (which import no configuration).
+        ("hostd/settings.py", "import hostd.store.database", {FLOORS}),
         ("hostd/hg/app.py", "import hostd.git.body", {POOLS}),
         ("hostd/ops/maintain.py", "import hostd.serve.worker", {SERVING}),
         ("hostd/names.py", "import hostd.settings", {LEAVES}),
@@ -77,7 +77,7 @@ def test_unmodified_copy_keeps_every_contract(tmp_path: Path) -> None:
         ("hostd/logsetup.py", "from singlemalt import Scope", {LOGGING}),
         ("singlemalt/target.py", "import hostd.names", {LIBRARY}),
     ],
-    ids=["pool-app-imports-operations", "guard-imports-pool-app", "pool-imports-another-pool",
+    ids=["pool-app-imports-operations", "leaf-imports-store", "pool-imports-another-pool",
          "operations-import-serving", "leaf-imports-leaf", "cycle-inside-a-package",
          "logsetup-imports-flags", "logsetup-imports-pymemcache", "logsetup-imports-memcache-indirectly",
          "singlemalt-imports-hostd"],

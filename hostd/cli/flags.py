@@ -12,40 +12,23 @@ usage error: flags are declared in :mod:`hostd.store.flags`, not made up here.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
 
-from hostd.ops.bootstrap import initialize
-from hostd.settings import Settings
-from hostd.store.database import Database
+from hostd.cli.args import SubParsers, add_command, add_group
+from hostd.cli.installation import open_installation
 from hostd.store.flags import DECLARED, LOCAL_TTL, SHARED_TTL, FlagStore, SharedFlags, declared
 from singlemalt import SafeMemcache
-
-if TYPE_CHECKING:
-    Command: TypeAlias = Callable[[argparse.Namespace], None]
-    SubParsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
-    #: The ``add`` helper of :func:`hostd.cli.main.build_parser`.
-    AddCommand: TypeAlias = Callable[[SubParsers, str, Command, str], argparse.ArgumentParser]
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings.from_env()
-    if args.data:
-        settings = replace(settings, data_dir=Path(args.data).resolve())
-    initialize(settings, demo=False)
-    return settings
 
 
 def cmd_flag_set(args: argparse.Namespace) -> None:
     """Store the flag, then publish it to memcached and say how soon workers follow."""
-    settings = _settings(args)
+    installation = open_installation(args)
+    settings = installation.settings
     flag = declared(args.name)
     value = args.value == "on"
-    FlagStore(Database(settings.database)).set(flag, value)
+    secret = settings.secret_file.read_bytes()  # before the write: an unreadable secret changes nothing
+    FlagStore(installation.database).set(flag, value)
     host, port = settings.memcached_server
-    shared = SharedFlags(SafeMemcache(f"{host}:{port}"), settings.secret_file.read_bytes())
+    shared = SharedFlags(SafeMemcache(f"{host}:{port}"), secret)
     if shared.publish(flag, value):
         print(f"flag {flag.name} is {args.value}; every worker sees it within {LOCAL_TTL:g} s")
     else:
@@ -55,16 +38,16 @@ def cmd_flag_set(args: argparse.Namespace) -> None:
 
 def cmd_flag_list(args: argparse.Namespace) -> None:
     """One line per declared flag: name, value, whether it was set, what it does."""
-    settings = _settings(args)
-    for state in FlagStore(Database(settings.database)).states():
+    for state in FlagStore(open_installation(args).database).states():
         origin = "set" if state.stored else "default"
         print(f"{state.flag.name}\t{'on' if state.value else 'off'}\t{origin}\t{state.flag.description}")
 
 
-def register(top: SubParsers, add: AddCommand) -> None:
+def register(top: SubParsers) -> None:
     """Add the ``flag`` command group to the ``hostd`` parser."""
-    flag = top.add_parser("flag", help="show and set feature flags").add_subparsers(dest="action", required=True)
-    p = add(flag, "set", cmd_flag_set, "turn a flag on or off")
-    p.add_argument("name", choices=sorted(DECLARED), metavar="NAME", help=", ".join(sorted(DECLARED)))
-    p.add_argument("value", choices=("on", "off"))
-    add(flag, "list", cmd_flag_list, "list every flag with its value")
+    flag = add_group(top, "flag", "show and set feature flags", "hostd flag list")
+    p = add_command(flag, "set", cmd_flag_set, "turn a flag on or off", "hostd flag set read_only on")
+    p.add_argument("name", choices=sorted(DECLARED), metavar="NAME",
+                   help="the flag: " + ", ".join(sorted(DECLARED)) + " (hostd flag list says what each does)")
+    p.add_argument("value", choices=("on", "off"), help="on or off")
+    add_command(flag, "list", cmd_flag_list, "list every flag with its value", "hostd flag list")

@@ -39,6 +39,10 @@ import logging
 import zlib
 from typing import Any
 
+from webob import exc
+
+from hostd.responses import text_error
+
 log = logging.getLogger(__name__)
 
 WSGIEnviron = dict[str, Any]
@@ -107,6 +111,12 @@ class BodyRefused(OSError):
     @property
     def reason(self) -> str:
         return str(self.args[0]) if self.args else "the request body was refused"
+
+
+def body_refusal(error: BodyRefused) -> exc.HTTPException:
+    """The HTTP answer to a body refused while it was read: 413 (too large, a bomb) or 400 (corrupt)."""
+    status = exc.HTTPRequestEntityTooLarge if error.status == 413 else exc.HTTPBadRequest
+    return text_error(status, error.reason + ".")
 
 
 class RequestTooLarge(BodyRefused):
@@ -187,6 +197,7 @@ class BoundedBody:
         self.refuse_pack = refuse_pack
         self.received = 0
         self.refused: BodyRefused | None = None
+        self._drained: bool | None = None
 
     def read(self, size: int = -1) -> bytes:
         if self.refused is not None:
@@ -205,7 +216,12 @@ class BoundedBody:
         return data
 
     def drain(self) -> bool:
-        """Discard the rest of the body; whether it ended within the bound."""
+        """Discard the rest of the body; whether it ended within the bound (once: later calls say the same)."""
+        if self._drained is None:
+            self._drained = self._drain()
+        return self._drained
+
+    def _drain(self) -> bool:
         for _ in range(_DRAIN_FACTOR * self.limit // _DRAIN_CHUNK + 2):
             if self.received > _DRAIN_FACTOR * self.limit:
                 break

@@ -16,7 +16,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -155,3 +155,64 @@ class PackWriter:
     def abort(self) -> None:
         self._handle.close()
         self._temp.unlink(missing_ok=True)
+
+
+class Keeper(Protocol):
+    """Where a response being sent is also kept, if it completes."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Ticket(Protocol):
+    """A registration that something is being written (:class:`hostd.git.inflight.Ticket`)."""
+
+    def end(self) -> None: ...
+
+
+class Registered:
+    """A keeper whose write is registered in flight (:mod:`hostd.git.inflight`) until it commits or aborts."""
+
+    def __init__(self, keeper: Keeper, ticket: Ticket) -> None:
+        self._keeper = keeper
+        self._ticket = ticket
+
+    def write(self, data: bytes) -> None:
+        self._keeper.write(data)
+
+    def commit(self) -> None:
+        try:
+            self._keeper.commit()
+        finally:
+            self._ticket.end()
+
+    def abort(self) -> None:
+        try:
+            self._keeper.abort()
+        finally:
+            self._ticket.end()
+
+
+class MemoryKeeper:
+    """Collects a small response (an ``ls-refs``) for the memory cache."""
+
+    def __init__(self, cache: MemoryCache, key: str) -> None:
+        self._cache = cache
+        self._key = key
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size <= self._cache.largest:
+            self._parts.append(data)
+
+    def commit(self) -> None:
+        if self._size <= self._cache.largest:
+            self._cache.put(self._key, b"".join(self._parts))
+
+    def abort(self) -> None:
+        self._parts.clear()

@@ -1,7 +1,8 @@
 """Writes in flight: which repositories a live process is writing temporary files into.
 
-A push writes its pack to ``objects/tmp_pack_*`` while it is received, and a
-full clone is copied to ``hostd-pack-cache/.tmp-*`` while it is sent. A
+A push writes its pack into git's quarantine, ``objects/tmp_objdir-incoming-*`` (dulwich,
+without git: ``objects/tmp_pack_*``), while it is received, and a full clone
+is copied to ``hostd-pack-cache/.tmp-*`` while it is sent. A
 worker that dies mid-way (the OOM killer, gunicorn's timeout, an operator's
 SIGKILL) leaves them behind, and no ``finally`` of its own runs. So each
 such write registers itself here first, and whoever sees a writer die (the
@@ -24,7 +25,9 @@ How a writer is known to be alive: its entry is a small file holding the
 repository's path, on which it holds an ``flock`` for the whole write, from
 before its temporary file exists until after it is renamed or removed. The
 kernel drops the lock when the process dies, however it dies; there is no
-PID to be reused and no clock to trust. A repository's temporary files are
+PID to be reused and no clock to trust. (A push's git receive-pack does not
+inherit the lock: it dies with its worker's pipes, without removing its
+quarantine, which is then removed here; see :mod:`hostd.git.receive`.) A repository's temporary files are
 removed only when no entry of that repository is locked: a write in flight
 keeps all of them (its own file may be closed but not yet renamed into
 place, dulwich's window between the two). The temporary files are listed
@@ -40,6 +43,7 @@ import hashlib
 import itertools
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -49,7 +53,8 @@ from hostd.git.cache import PACK_CACHE_DIR
 log = logging.getLogger(__name__)
 
 #: What a write in flight leaves in a repository if it is killed.
-TEMPORARY = ("objects/tmp_pack_*", f"{PACK_CACHE_DIR}/.tmp-*")
+#: (git's quarantine is ``tmp_objdir-incoming-*`` since git 2.34, ``incoming-*`` before.)
+TEMPORARY = ("objects/tmp_objdir-incoming-*", "objects/incoming-*", "objects/tmp_pack_*", f"{PACK_CACHE_DIR}/.tmp-*")
 #: The registry's directory inside the run directory.
 DIRECTORY = "inflight"
 _NEW = ".new-"
@@ -153,7 +158,7 @@ def _sweep(directory: Path) -> list[Path]:
                 continue  # a live write may own any of them; the next sweep will see
             for path in candidates:
                 try:
-                    path.unlink()
+                    _remove(path)
                 except FileNotFoundError:
                     continue
                 removed.append(path)
@@ -165,6 +170,14 @@ def _sweep(directory: Path) -> list[Path]:
         for entries in held.values():
             for _, fd in entries:
                 os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    """Remove a temporary file, or a quarantine directory with what is in it."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def _lock_if_dead(entry: Path) -> tuple[Path, int] | None:

@@ -13,6 +13,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from webob import exc
+
+from hostd.responses import text_error
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -37,20 +41,12 @@ class HealthRoutes:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
-            return _plain(start_response, "200 OK", "ok")
-        if path == "/readyz":
+            answer = text_error(exc.HTTPOk, "ok")
+        elif path == "/readyz":
             problem = self.ready()
-            if problem is None:
-                return _plain(start_response, "200 OK", "ready")
-            return _plain(start_response, "503 Service Unavailable", problem)
-        return self.app(environ, start_response)
-
-
-def _plain(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:
-    body = (text + "\n").encode()
-    start_response(
-        status,
-        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
-         ("Cache-Control", "no-store")],
-    )
-    return [body]
+            answer = text_error(exc.HTTPOk, "ready") if problem is None else text_error(
+                exc.HTTPServiceUnavailable, problem)
+        else:
+            return self.app(environ, start_response)
+        answer.cache_control = "no-store"
+        return answer(environ, start_response)  # type: ignore[no-any-return]

@@ -3,13 +3,31 @@
 The policy answers for one pool: the git pool only knows git repositories and
 the hg pool only hg ones, so a name that is a repository of the other kind is
 "not found" there, exactly like a name that does not exist.
+
+The repository row the policy reads to decide travels with its decision
+(``Allowed.resource``), and the pool apps take it from there with
+:func:`decided_repository`: a request reads its row once.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from hostd.names import parse_repo_path
 from hostd.store.accounts import Accounts, Level, Repo
 from singlemalt import Action, Allowed, Decision, Denied, Identity, Target
+
+
+def decided_repository(environ: dict[str, Any]) -> Repo | None:
+    """The repository singlemalt's decision allowed this request on, or None.
+
+    None (the apps answer "not found") when no allowed decision carries a
+    repository: an app mounted without singlemalt in front serves nothing.
+    """
+    decision = environ.get("singlemalt.decision")
+    if isinstance(decision, Allowed) and isinstance(decision.resource, Repo):
+        return decision.resource
+    return None
 
 
 class RepositoryPolicy:
@@ -41,7 +59,7 @@ class RepositoryPolicy:
         level = self.accounts.level(identity.username if identity else None, repo)
         needed = Level.WRITE if target.action is Action.WRITE else Level.READ
         if level >= needed:
-            return Allowed(f"{level.name.lower()} access to {repo.ref}")
+            return Allowed(f"{level.name.lower()} access to {repo.ref}", resource=repo)
         if level >= Level.READ:
             return Denied(f"You have read-only access to {repo.ref}; pushing needs write access.", reveal=True)
         return Denied(f"no access to {repo.ref}")

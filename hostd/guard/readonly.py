@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 import webob.exc
 
+from hostd.responses import text_error
 from hostd.store.flags import READ_ONLY, Flag, FlagReader
 from singlemalt import DEFAULT_DRAIN_LIMIT, Action, Target
 from singlemalt.challenge import reply
@@ -86,9 +87,7 @@ class ReadOnlyGate:
 
     def _refusal(self) -> webob.exc.HTTPException:
         """A fresh 503 per request (``reply`` may add ``Connection: close`` to it)."""
-        response = webob.exc.HTTPServiceUnavailable(
-            body=(self.message + "\n").encode(), content_type="text/plain", charset="UTF-8"
-        )
+        response = text_error(webob.exc.HTTPServiceUnavailable, self.message)
         response.status = f"503 {self.message}"
         response.headers["Retry-After"] = str(self.retry_after)
         response.headers["Cache-Control"] = "no-store"

@@ -34,9 +34,9 @@ from mercurial.hgweb import common as hgweb_common
 from mercurial.hgweb import hgweb
 from webob import exc
 
+from hostd.guard.policy import decided_repository
 from hostd.hg import hooks as hgpushlog
 from hostd.responses import text_error
-from hostd.store.accounts import Repo
 from hostd.store.storage import Storage, StorageError
 from singlemalt import Action, Target
 from singlemalt.challenge import reply
@@ -80,7 +80,21 @@ def install_permission_hook() -> None:
 
 
 def base_ui() -> Any:
-    """A Mercurial ui that reads no hgrc files: configuration is ours alone."""
+    """A Mercurial ui that reads no hgrc files: configuration is ours alone.
+
+    ``server.preferuncompressed`` makes a full clone a stream clone (the
+    store's files as they are) instead of a bundle the client must unpack
+    and apply revision by revision. ``hg serve`` offers the same stream to
+    any client asking with ``--stream``; preferring it is only the default.
+    Measured on the flask-sized history (tests/bench), the client's CPU for
+    a clone drops from about 4.5 s to under 1 s and the server's from about
+    1.5 s to 0.1 s, for a fifth more bytes (15.0 MB, not 12.4: revlogs are
+    compressed already).
+    Mercurial falls back to the bundle by itself when the client lacks one
+    of the store's requirements, and never streams a repository holding
+    secret changesets. The stream takes the store lock while it lists the
+    files, so a clone starting during a push waits for that push to commit.
+    """
     ui = uimod.ui()
     for section, name, value in (
         (b"web", b"push_ssl", b"true"),
@@ -90,18 +104,18 @@ def base_ui() -> Any:
         (b"ui", b"report_untrusted", b"false"),
         (b"ui", b"interactive", b"false"),
         (b"phases", b"publish", b"true"),
+        (b"server", b"preferuncompressed", b"true"),
     ):
         ui.setconfig(section, name, value, b"hostd")
     return ui
 
 
 class HgApp:
-    """Serve the Mercurial wire protocol for repositories a resolver finds."""
+    """Serve the Mercurial wire protocol for the repository singlemalt's decision carries."""
 
-    def __init__(self, resolve: Callable[[str], Repo | None], storage: Storage, *,
+    def __init__(self, storage: Storage, *,
                  pushlog: hgpushlog.PushLogWriter | None = None, base_url: str | None = None) -> None:
         install_permission_hook()
-        self.resolve = resolve
         self.storage = storage
         self.pushlog = pushlog
         self._ui = base_ui()
@@ -130,7 +144,7 @@ class HgApp:
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "").strip("/")
-        repo = self.resolve(path)
+        repo = decided_repository(environ)
         try:
             if repo is None:
                 raise OSError(path)

@@ -19,6 +19,7 @@ from typing import Any
 from hostd import logsetup
 from hostd.git.app import GitApp
 from hostd.git.inflight import InFlight
+from hostd.git.receive import ReceivePack
 from hostd.git.upload import UploadPack
 from hostd.guard.health import HealthRoutes, storage_problem
 from hostd.guard.policy import RepositoryPolicy
@@ -119,25 +120,28 @@ def _read_only(services: Services, app: Any) -> ReadOnlyGate:
 
 
 def git_app(settings: Settings | None = None) -> Any:
-    """The git pool: dulwich smart HTTP (git's upload-pack for fetches) behind singlemalt (and read-only mode)."""
+    """The git pool: dulwich smart HTTP (git's upload-pack and receive-pack) behind singlemalt (and read-only mode)."""
     services = _services(settings)
     policy = RepositoryPolicy(services.accounts, vcs="git")
     pushlog = PushLog(Database(services.settings.database))
     inflight = InFlight.of_run_dir(services.settings.run_dir)
-    app = GitApp(policy.resolve, services.storage, max_request_bytes=services.settings.max_push_bytes,
-                 pushlog=pushlog, upload_pack=upload_pack(services.settings.git_pack, inflight), inflight=inflight)
+    uploads = upload_pack(services.settings.git_pack, inflight)
+    # Pushes go to git's receive-pack wherever fetches go to git's upload-pack.
+    receives = ReceivePack(uploads.git, inflight=inflight) if uploads is not None else None
+    app = GitApp(services.storage, max_request_bytes=services.settings.max_push_bytes,
+                 pushlog=pushlog, upload_pack=uploads, receive_pack=receives, inflight=inflight)
     return _guard(services, _read_only(services, app), classify_git, policy)
 
 
 def upload_pack(choice: str, inflight: InFlight | None = None) -> UploadPack | None:
-    """git's own upload-pack for clones and fetches, or None for dulwich's (HOSTD_GIT_PACK)."""
+    """git's own upload-pack for clones and fetches, or None for dulwich's (HOSTD_GIT_PACK); pushes follow it."""
     if choice == "dulwich":
         return None
     git = shutil.which("git")
     if git is None:
         if choice == "git":
             raise SettingsError("HOSTD_GIT_PACK=git, but there is no git on PATH")
-        log.warning("git is not installed: clones and fetches are served by dulwich, far slower")
+        log.warning("git is not installed: clones, fetches and pushes are served by dulwich, far slower")
         return None
     return UploadPack(git, inflight=inflight)
 
@@ -147,7 +151,7 @@ def hg_app(settings: Settings | None = None) -> Any:
     services = _services(settings)
     policy = RepositoryPolicy(services.accounts, vcs="hg")
     pushlog = PushLog(Database(services.settings.database))
-    hg = HgApp(policy.resolve, services.storage, pushlog=pushlog, base_url=services.settings.base_url)
+    hg = HgApp(services.storage, pushlog=pushlog, base_url=services.settings.base_url)
     # hg sends a whole push before it reads the answer: a refusal (the 401
     # that makes it ask for a password) must read all of it, up to the push
     # limit, or hg sees a TLS EOF. git needs no such thing: it probes a large
@@ -160,5 +164,5 @@ def web_app(settings: Settings | None = None) -> Any:
     """The web pool: repository pages behind singlemalt."""
     services = _services(settings)
     repositories = RepositoryPolicy(services.accounts, vcs=None)
-    app = WebApp(services.accounts, services.storage, repositories, services.settings.base_url)
+    app = WebApp(services.accounts, services.storage, services.settings.base_url)
     return _guard(services, app, classify_web, WebPolicy(repositories))

@@ -18,7 +18,7 @@ from typing import Any
 
 from webob import Request, Response, exc
 
-from hostd.guard.policy import RepositoryPolicy
+from hostd.guard.policy import RepositoryPolicy, decided_repository
 from hostd.responses import text_error
 from hostd.store.accounts import Accounts, Repo
 from hostd.store.storage import Storage, StorageError
@@ -68,10 +68,9 @@ def _page(title: str, body: str) -> Response:
 class WebApp:
     """The repository list and a page per repository."""
 
-    def __init__(self, accounts: Accounts, storage: Storage, policy: RepositoryPolicy, base_url: str) -> None:
+    def __init__(self, accounts: Accounts, storage: Storage, base_url: str) -> None:
         self.accounts = accounts
         self.storage = storage
-        self.policy = policy
         self.base_url = base_url
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -94,8 +93,9 @@ class WebApp:
             # Absolute, from configuration: WebOb would complete a relative
             # location from the request's Host header, which the client chose.
             raise exc.HTTPSeeOther(location=self.base_url + "/")
-        repo = self.policy.resolve(path.strip("/"))
-        if repo is not None:
+        # The repository WebPolicy allowed; a page below it (/OWNER/NAME/...) is none of ours yet.
+        repo = decided_repository(request.environ)
+        if repo is not None and path.strip("/").count("/") == 1:
             try:
                 return self._repository(repo)
             except StorageError:

@@ -15,6 +15,8 @@ import re
 import ssl
 import subprocess
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,6 +30,15 @@ DATE = 1_700_000_000
 WRK_RATE = re.compile(r"Requests/sec:\s+([0-9.]+)")
 WRK_BAD = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 WRK_ERRORS = re.compile(r"Socket errors:\s+connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class RandomFile:
+    """A file of ``size`` bytes from ``random.Random(seed)``: the same bytes in every run."""
+
+    path: str
+    size: int
+    seed: int
 
 
 class Runner:
@@ -140,6 +151,34 @@ class Runner:
         stream = (f"commit {ref}\ncommitter {AUTHOR} {DATE} +0000\ndata {len(message)}\n".encode() + message
                   + f"from {base}\nM 100644 inline bench/big.bin\ndata {size}\n".encode() + data + b"\n")
         self.run("git", "-C", str(repo), "fast-import", "--quiet", input_bytes=stream, timeout=900)
+        return self.rev(repo, ref)
+
+    def add_random_files(self, repo: Path, ref: str, base: str, files: Sequence[RandomFile]) -> str:
+        """One commit on ``base`` (a root commit if empty) adding each of ``files``, streamed into fast-import; the tip.
+
+        One file's bytes are in memory at a time, not all of them.  Stored
+        uncompressed (``core.compression=0``): zlib would only spend the
+        client's time finding random bytes incompressible, and the pack sent
+        is the same size either way.  Files above ``core.bigFileThreshold``
+        are streamed to the pack without a delta search (fast-import would
+        otherwise try each file against the one before: minutes of nothing).
+        """
+        message = b"bench: random files\n"
+        command = ["git", "-c", "core.compression=0", "-c", "core.bigFileThreshold=1m", "-C", str(repo),
+                   "fast-import", "--quiet"]
+        with subprocess.Popen(command, env=self.clients.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) as process:
+            assert process.stdin is not None and process.stderr is not None
+            process.stdin.write(f"commit {ref}\ncommitter {AUTHOR} {DATE} +0000\ndata {len(message)}\n".encode()
+                                + message + (f"from {base}\n".encode() if base else b""))
+            for item in files:
+                process.stdin.write(f"M 100644 inline {item.path}\ndata {item.size}\n".encode())
+                process.stdin.write(random.Random(item.seed).randbytes(item.size))
+                process.stdin.write(b"\n")
+            process.stdin.close()
+            errors = process.stderr.read()
+            if process.wait(timeout=900) != 0:
+                raise BenchError(f"fast-import of {len(files)} random files failed: {errors.decode(errors='replace')}")
         return self.rev(repo, ref)
 
     def add_hg_commits(self, repo: Path, count: int, patches: Path) -> str:

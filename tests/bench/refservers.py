@@ -255,6 +255,11 @@ class ReferenceServers:
             raise
 
     @property
+    def nginx_pid(self) -> int:
+        """nginx's master (its workers are its children)."""
+        return next(server.pid for server in self.servers if server.name == "nginx")
+
+    @property
     def fcgiwrap_pid(self) -> int:
         assert self.fcgiwrap is not None
         return self.fcgiwrap.pid

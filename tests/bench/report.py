@@ -209,7 +209,7 @@ def render(results: Results, targets: Sequence[Target], *, title: str, preamble:
     parts = [f"# {title}", "", *preamble, ""]
     for group in groups(results):
         parts += [f"## {group}", "", group_table(results, group), ""]
-    parts += ["## Targets (issue 7)", "", targets_table(results, targets, extra_targets), ""]
+    parts += ["## Targets (issues 7 and 16)", "", targets_table(results, targets, extra_targets), ""]
     if results.remarks:
         parts += ["## Remarks", "", *(f"- {remark}" for remark in results.remarks), ""]
     if results.failures:

@@ -1,13 +1,15 @@
 """The scenarios of the VCS benchmark (issue 7), each run on every side in alternation.
 
-Each scenario takes the :class:`Bench` (sides, clients, plan, results),
+Each scenario takes the :class:`~tests.bench.harness.Bench` (sides, clients, plan, results),
 measures, checks what it measured (a clone has every ref at the right
 commit, a push moved the branch) and adds samples to the results.  Rounds
 alternate the sides (see :func:`tests.bench.report.round_order`); a round that
-another process disturbed is taken again (:meth:`Bench.rounds`); a
+another process disturbed is taken again (:meth:`tests.bench.harness.Bench.rounds`); a
 scenario past its time budget finishes the round it is in and stops, so a
 very slow side cannot make the whole run unbounded, and the report shows
-the run counts.
+the run counts.  Partial clones and the 1 GiB push are scenarios of their
+own modules (:mod:`tests.bench.partial`, :mod:`tests.bench.bigpush`),
+registered in :data:`SCENARIOS` with the rest.
 """
 
 from __future__ import annotations
@@ -16,24 +18,32 @@ import contextlib
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.bench.clientops import Runner, get_seconds
+from tests.bench.bigpush import push_1gib
+from tests.bench.clientops import get_seconds
 from tests.bench.common import BenchError
-from tests.bench.interference import Monitor, Span
-from tests.bench.procmem import PeakSampler, ProcessTable, process_table
-from tests.bench.report import FLOOR, OURS_POOL, OURS_TLS, REF_PLAIN, REF_TLS, Metric, Results, round_order
-from tests.bench.sides import OWNER, FloorHost, OursHost, RefHost, Side
+from tests.bench.harness import (
+    CHANGING,
+    FLASK,
+    FLASK_HG,
+    GIT_SIDES,
+    HG_PUSH,
+    HTTP_SIDES,
+    LARGE,
+    MIB,
+    REFS,
+    REFS_MAINTAIN,
+    Bench,
+    clone_args,
+)
+from tests.bench.partial import clone_partial
+from tests.bench.procmem import PeakSampler, process_table
+from tests.bench.report import FLOOR, OURS_POOL, OURS_TLS, REF_PLAIN, REF_TLS, Metric
+from tests.bench.sides import OWNER
 
-GIT_SIDES = (OURS_TLS, REF_TLS, OURS_POOL, REF_PLAIN, FLOOR)
-HTTP_SIDES = (OURS_TLS, REF_TLS, OURS_POOL, REF_PLAIN)
-MIB = 1024 * 1024
-#: Served repository names, the same on every host.
-FLASK, CHANGING, LARGE, REFS, REFS_MAINTAIN, FLASK_HG, HG_PUSH = (
-    "flask", "flask-changing", "large", "refs", "refs-maintain", "flask-hg", "hg-push")
 INFO_REFS = "/info/refs?service=git-upload-pack"
 FIRST, REPEATED = "first clone after a change", "repeated clone (unchanged)"
 CLONE_GROUP = "git: full clone, flask-sized"
@@ -48,141 +58,10 @@ PUSH_BIG = Metric(CHANGES, "push of one 100 MiB file")
 HG_GROUP = "hg: flask-sized"
 HG_CLONE, HG_PULL, HG_PUSH_50 = Metric(HG_GROUP, "clone"), Metric(HG_GROUP, "no-op pull"), Metric(
     HG_GROUP, "push of 50 commits")
+#: Both sides streaming (``hg clone --stream``): like for like, since our pool
+#: offers a stream clone to a plain ``hg clone`` and ``hg serve`` does not.
+HG_STREAM = Metric(HG_GROUP, "clone --stream (both sides stream)")
 ROW_FLASK, ROW_REFS = "flask-sized", "20,000 loose refs"
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """How many runs of what; ``budgets`` are soft per-scenario time limits in seconds."""
-
-    runs: int = 5
-    #: Operations that take a second or less (no-op fetch and pull, the
-    #: 50-commit pushes, the flask-sized clones) are over in the time a
-    #: neighbour's burst lasts: one such burst moves a median of 5 by several
-    #: percent, a median of 20 hardly.  A flask-sized clone is ~80% the
-    #: client's own indexing (the local floor), so 5 runs cannot tell a 3%
-    #: difference on the server's side from noise.
-    quick_runs: int = 20
-    #: The git/git-sized clones (6-8 s each) are the other place a median of
-    #: 5 is too few: on the same code, two full runs gave the repeated clone
-    #: through TLS 0.97x and 1.10x, with no CPU taken by others in either.
-    large_runs: int = 9
-    #: Each wrk run opens 8 new keep-alive connections, and the pool's gunicorn
-    #: workers race to accept them.  Now and then all 8 land on one worker,
-    #: which then serves at one core's rate (measured pool direct: ~500 req/s
-    #: against 1,200-1,500 with any split, in 2 of 12 runs); one such run
-    #: moves a median of 3, not a median of 5.
-    wrk_runs: int = 5
-    wrk_seconds: float = 5.0
-    concurrent_clones: int = 32
-    concurrent_runs: int = 3
-    budgets: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class Bench:
-    """Everything a scenario uses; the push clients are prepared once, on first use."""
-
-    flask_git: Path
-    large_git: Path | None
-    refs_git: Path
-    flask_hg: Path
-    runner: Runner
-    results: Results
-    sides: dict[str, Side]
-    ours: OursHost
-    ref: RefHost
-    floor: FloorHost
-    work: Path
-    plan: Plan
-    ca: Path
-    memory: dict[str, Callable[[ProcessTable], int]]
-    monitor: Monitor
-    main_ref: str = ""
-    base: str = ""
-    push_client: Path | None = None
-    fifty: str = ""
-    big: str = ""
-    hg_push_client: Path | None = None
-    hg_fifty: str = ""
-
-    def rounds(self, scenario: str, sides: Sequence[str], runs: int) -> Iterator[tuple[int, Side]]:
-        """(round, side): ``runs`` rounds of every side, in ABBA order (:func:`round_order`).
-
-        A round in which other processes or the hypervisor took a noticeable
-        share of a core from any timed operation (:mod:`tests.bench.interference`)
-        is dropped, samples and all, and taken again: at most ``runs`` times
-        per scenario, so a machine that is never quiet still ends.  Dropped
-        rounds do not count against the scenario's budget; past the budget,
-        the scenario stops at a round boundary.  Remarks say what was dropped.
-        """
-        budget = self.plan.budgets.get(scenario, float("inf"))
-        start, dropped_seconds = time.monotonic(), 0.0
-        kept = number = 0
-        dropped: list[Span] = []
-        kept_disturbed = 0
-        while kept < runs:
-            elapsed = time.monotonic() - start - dropped_seconds
-            if kept > 0 and elapsed > budget:
-                self.results.remarks.append(
-                    f"{scenario}: stopped after {kept} of {runs} runs ({elapsed:.0f}s, budget {budget:.0f}s)")
-                break
-            mark, began = self.results.mark(), time.monotonic()
-            self.results.new_round()
-            self.monitor.take()
-            for key in round_order(sides, number):
-                yield number, self.sides[key]
-            number += 1
-            disturbed = [span for span in self.monitor.take() if span.disturbed]
-            if disturbed and len(dropped) < runs:
-                self.results.rollback(mark)
-                dropped.append(max(disturbed, key=lambda span: span.others / span.wall))
-                dropped_seconds += time.monotonic() - began
-                continue
-            kept += 1
-            kept_disturbed += bool(disturbed)
-        if dropped:
-            worst = ", ".join(f"{span.others:.2f} core-s in {span.wall:.2f} s" for span in dropped)
-            self.results.remarks.append(
-                f"{scenario}: {len(dropped)} round(s) taken again; others took {worst}"
-                + (f"; {kept_disturbed} disturbed round(s) kept (limit of repeats reached)" if kept_disturbed else ""))
-
-    def scratch(self, name: str) -> Path:
-        path = self.work / name
-        if path.exists():
-            shutil.rmtree(path)
-        return path
-
-    def prepare_git_push_client(self) -> Path:
-        """A bare clone of the flask input holding 50 new commits (``fifty``) and a 100 MiB file (``big``)."""
-        if self.push_client is None:
-            client = self.scratch("push-client.git")
-            self.runner.git("clone", "-q", "--bare", str(self.flask_git), str(client))
-            self.fifty = self.runner.add_commits(client, "refs/heads/fifty", self.base, 50)
-            self.big = self.runner.add_big_file(client, "refs/heads/big", self.base, 100 * MIB)
-            self.push_client = client
-        return self.push_client
-
-    def prepare_hg_push_client(self) -> Path:
-        """A clone of the flask hg input with 50 new commits on its tip."""
-        if self.hg_push_client is None:
-            client = self.scratch("hg-push-client")
-            self.runner.hg("clone", "-q", str(self.flask_hg), str(client))
-            self.hg_fifty = self.runner.add_hg_commits(client, 50, self.work / "hg-patches")
-            self.hg_push_client = client
-        return self.hg_push_client
-
-    def fetch_client(self, name: str, source: Path, side: Side, repo: str) -> Path:
-        """A local clone of the input whose origin is ``repo`` on ``side`` (as if cloned from it)."""
-        client = self.scratch(name)
-        self.runner.git("clone", "-q", "--no-checkout", str(source), str(client))
-        self.runner.git("-C", str(client), "remote", "set-url", "origin", side.git_url(repo))
-        return client
-
-
-def clone_args(side: Side, url: str, target: Path) -> list[str]:
-    """A full clone without checkout: the server's work and the client's, not the disk's."""
-    return ["clone", "-q", "--no-checkout", *(["--no-local"] if side.key == FLOOR else []), url, str(target)]
 
 
 def _clones(bench: Bench, scenario: str, group: str, repo: str, sides: Sequence[str], runs: int,
@@ -292,7 +171,7 @@ def _git_push(bench: Bench, client: Path, scenario: str, metric: Metric, branch:
 
 
 def hg(bench: Bench) -> None:
-    """hg clone, no-op pull and push of 50 commits on the flask-sized hg repository."""
+    """hg clone (plain and --stream), no-op pull and push of 50 commits on the flask-sized hg repository."""
     expected = bench.runner.hg_heads(bench.flask_hg)
     pullers = {}
     for key in GIT_SIDES:
@@ -305,6 +184,14 @@ def hg(bench: Bench) -> None:
         if bench.runner.hg_heads(target) != expected:
             raise BenchError(f"{side.key}: hg clone differs from the server")
         bench.results.add(HG_CLONE, side.key, seconds)
+        shutil.rmtree(target)
+    bench.results.note(HG_STREAM, FLOOR, "not run")
+    for _run, side in bench.rounds("hg-stream", [key for key in GIT_SIDES if key != FLOOR], bench.plan.runs):
+        target = bench.scratch("hg-clone")
+        seconds = bench.runner.timed_hg("clone", "-U", "-q", "--stream", side.hg_url(FLASK_HG), str(target))
+        if bench.runner.hg_heads(target) != expected:
+            raise BenchError(f"{side.key}: hg clone --stream differs from the server")
+        bench.results.add(HG_STREAM, side.key, seconds)
         shutil.rmtree(target)
     for _run, side in bench.rounds("hg-pull", GIT_SIDES, bench.plan.quick_runs):
         bench.results.add(HG_PULL, side.key,
@@ -397,10 +284,12 @@ def _advertise(bench: Bench, group: str, state: str) -> None:
 #: Scenario name (for ``--scenarios``) -> function, in the order they run.
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "clone": clone,
+    "clone-partial": clone_partial,
     "fetch-noop": fetch_noop,
     "info-refs": info_refs,
     "fetch-incremental": fetch_incremental,
     "push": push,
+    "push-1gib": push_1gib,
     "hg": hg,
     "concurrent": concurrent,
     "maintain": maintain,

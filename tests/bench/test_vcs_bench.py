@@ -15,6 +15,7 @@ import pytest
 from tests.bench import scenarios as sc
 from tests.bench.clientops import parse_wrk
 from tests.bench.common import BenchError
+from tests.bench.harness import GIT_SIDES
 from tests.bench.procmem import ProcessTable, children, descendants
 from tests.bench.refservers import NginxLayout, hg_serve_command, htpasswd_line, nginx_config
 from tests.bench.report import (
@@ -34,7 +35,8 @@ from tests.bench.report import (
     target_rows,
 )
 from tests.bench.sides import Origins, basic_authorization, client_config, copy_git
-from tests.bench.vcs_bench import count_slow, extra_targets, make_plan, parse_args, targets
+from tests.bench.targets import count_slow, extra_targets, targets
+from tests.bench.vcs_bench import make_plan, parse_args
 
 CLONE = Metric("git: clone", "first clone")
 RATE = Metric("git: throughput", "info/refs", "req/s", True)
@@ -170,8 +172,9 @@ def test_render_has_every_section() -> None:
     results.failures.append("push: it broke")
     text = render(results, [Target("clone ≤ 1.2×", CLONE, 1.2)], title="T", preamble=["how"],
                   extra_targets=[["all succeed", "—", "—", "met"]], appendix=["## Time taken"])
-    for part in ("# T\n", "\nhow\n", "## git: clone\n", "## Targets (issue 7)", "| clone ≤ 1.2× | 1.00× | — | met |",
-                 "| all succeed | — | — | met |", "- clone-large: skipped", "## Failures\n\n- push: it broke",
+    for part in ("# T\n", "\nhow\n", "## git: clone\n", "## Targets (issues 7 and 16)",
+                 "| clone ≤ 1.2× | 1.00× | — | met |", "| all succeed | — | — | met |", "- clone-large: skipped",
+                 "## Failures\n\n- push: it broke",
                  "## Time taken"):
         assert part in text
 
@@ -179,7 +182,7 @@ def test_render_has_every_section() -> None:
 def test_round_order_reverses_every_other_round() -> None:
     assert [round_order(["ours", "ref"], number) for number in range(4)] == [
         ["ours", "ref"], ["ref", "ours"], ["ours", "ref"], ["ref", "ours"]]
-    assert round_order(sc.GIT_SIDES, 1) == list(reversed(sc.GIT_SIDES))
+    assert round_order(GIT_SIDES, 1) == list(reversed(GIT_SIDES))
 
 
 def test_rollback_drops_what_was_added_since_the_mark() -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import shutil
 import subprocess
@@ -40,11 +39,21 @@ from hostd.settings import PROJECT_ROOT
 from tests.bench import scenarios as sc
 from tests.bench.clientops import Runner
 from tests.bench.common import BenchError, machine
+from tests.bench.harness import CHANGING, FLASK, FLASK_HG, HG_PUSH, LARGE, MIB, REFS, REFS_MAINTAIN, Bench, Plan
 from tests.bench.interference import SHARE, SLACK, Monitor, OwnCgroup
-from tests.bench.procmem import ProcessTable, cgi_tree, process_table, worker_trees
+from tests.bench.partial import allow_filters
+from tests.bench.procmem import (
+    Footprint,
+    ProcessTable,
+    cgi_tree,
+    gunicorn_footprint,
+    process_table,
+    reference_footprint,
+    worker_trees,
+)
 from tests.bench.refservers import ReferenceServers, versions
 from tests.bench.repogen import BenchInputs, ensure_inputs
-from tests.bench.report import OURS_POOL, OURS_TLS, REF_PLAIN, REF_TLS, Metric, Results, Target, render
+from tests.bench.report import OURS_POOL, OURS_TLS, REF_PLAIN, REF_TLS, Results, render
 from tests.bench.sides import (
     OWNER,
     PASSWORD,
@@ -55,18 +64,18 @@ from tests.bench.sides import (
     copy_hg,
     make_sides,
 )
-from tests.bench.singlemalt_clones import SLOW
+from tests.bench.targets import count_slow, extra_targets, targets
 from tests.e2e.stackfixture import VENV_BIN, Clients, Stack, start_stack, stop_stack
 
-RESULTS = PROJECT_ROOT / "bench" / "RESULTS.md"
+RESULTS = Path(__file__).with_name("RESULTS.md")
 WORK = PROJECT_ROOT / "var" / "bench" / "run"
 INPUTS = PROJECT_ROOT / "var" / "bench" / "inputs"
-#: How long memcached keeps a verified password (singlemalt.VerificationCache's default ttl, as hostd wires it).
-VERIFICATION_TTL = 300
 #: Soft time limits per scenario (seconds): past it, the scenario ends with the round it is in.
 BUDGETS = {"clone": 360.0, "fetch-noop": 90.0, "info-refs": 150.0, "fetch-incremental": 90.0, "push": 120.0,
-           "push-big": 150.0, "hg": 180.0, "hg-pull": 120.0, "hg-push": 180.0, "concurrent": 200.0,
-           "maintain": 150.0, "clone-large": 900.0}
+           "push-big": 150.0, "hg": 180.0, "hg-stream": 120.0, "hg-pull": 120.0, "hg-push": 180.0, "concurrent": 200.0,
+           "maintain": 150.0, "clone-large": 900.0, "clone-partial": 150.0, "push-1gib": 900.0}
+#: Our pool's push limit in the benchmark: above the 1 GiB push's pack (1 GiB of file content plus framing).
+MAX_PUSH_BYTES = 2 * 1024**3
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -90,67 +99,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def make_plan(args: argparse.Namespace) -> sc.Plan:
+def make_plan(args: argparse.Namespace) -> Plan:
     """Run counts: 5 (20 of the operations of a second or less, 9 of the git/git-sized clones;
-    3 rounds of concurrent clones);
+    3 rounds of concurrent clones, 1 of the 1 GiB push per HTTP version);
     far fewer with --quick."""
     if args.quick:
         runs = args.runs or 2
-        return sc.Plan(runs=runs, quick_runs=runs, large_runs=min(runs, 1), wrk_runs=min(runs, 2), wrk_seconds=2.0,
-                       concurrent_clones=8, concurrent_runs=min(runs, 2), budgets=dict(BUDGETS))
+        return Plan(runs=runs, quick_runs=runs, large_runs=min(runs, 1), wrk_runs=min(runs, 2), wrk_seconds=2.0,
+                    concurrent_clones=8, concurrent_runs=min(runs, 2), budgets=dict(BUDGETS))
     runs = args.runs or 5
-    return sc.Plan(runs=runs, quick_runs=4 * runs, large_runs=runs + 4, wrk_runs=runs,
-                   concurrent_runs=min(runs, 3), budgets=dict(BUDGETS))
-
-
-def targets(plan: sc.Plan) -> list[Target]:
-    """The measurable targets of issue 7, each tied to the row that measures it."""
-    wall, _failed = sc.concurrent_metrics(plan.concurrent_clones)
-    found = []
-    for group, size in ((sc.CLONE_GROUP, "flask-sized"), (sc.LARGE_GROUP, "git/git-sized")):
-        found += [Target(f"full clone, {size}, first after a change: ≤ 1.2×", Metric(group, sc.FIRST), 1.2),
-                  Target(f"full clone, {size}, repeated: ≤ 1.0×", Metric(group, sc.REPEATED), 1.0)]
-    for row in (sc.ROW_FLASK, sc.ROW_REFS):
-        found.append(Target(f"no-op fetch, {row}: ≤ 1.0×", Metric(sc.NOOP, row), 1.0))
-    for row in (sc.ROW_FLASK, sc.ROW_REFS):
-        found.append(Target(f"info/refs throughput, {row}: ≥ 2× (higher is better)",
-                            Metric(sc.THROUGHPUT, row, "req/s", True), 2.0))
-    found += [
-        Target("push of 50 commits: ≤ 1.1×", sc.PUSH_50, 1.1),
-        Target("push of 100 MiB: ≤ 1.1×", sc.PUSH_BIG, 1.1),
-        Target("hg clone: ≤ 1.1× hg serve", sc.HG_CLONE, 1.1),
-        Target("hg no-op pull: ≤ 1.1× hg serve", sc.HG_PULL, 1.1),
-        Target("hg push of 50 commits: ≤ 1.1× hg serve", sc.HG_PUSH_50, 1.1),
-        Target(f"{plan.concurrent_clones} concurrent clones through HAProxy, total time: ≤ 1.2×", wall, 1.2),
-        Target("worker peak memory, git/git-sized clone: ≤ 2× git's upload-pack",
-               Metric(sc.MEMORY_GROUP, sc.FIRST, "MiB"), 2.0),
-    ]
-    return found
-
-
-def extra_targets(results: Results, plan: sc.Plan, slow: int | None, seconds: float) -> list[list[object]]:
-    """Targets judged by a count rather than a ratio.
-
-    memcached keeps a successful verification for ``VERIFICATION_TTL``
-    seconds after its last use, and concurrent requests of one worker share
-    one verification, so a run needs one slow (argon2) verification for the
-    first login, plus one after each quiet spell longer than the TTL.  The
-    allowance counts every TTL of the run as such a spell.
-    """
-    _wall, failed = sc.concurrent_metrics(plan.concurrent_clones)
-    failures = results.samples.get((failed, OURS_TLS))
-    rows: list[list[object]] = [[
-        f"{plan.concurrent_clones} concurrent clones through HAProxy: all succeed", "—", "—",
-        "not measured" if not failures else ("met" if not any(failures) else f"NOT met ({sum(failures):.0f} failed)")]]
-    allowed = 1 + math.ceil(seconds / VERIFICATION_TTL)
-    verdict = "not measured" if slow is None else (
-        f"{'met' if slow <= allowed else 'NOT met'} ({slow} slow in {seconds / 60:.0f} min of traffic; "
-        f"allowed {allowed}: the first login and one per {VERIFICATION_TTL} s of traffic)")
-    rows.append(["authentication with a warm cache: no slow hash per clone or push after the first (pool logs)",
-                 "—", "—", verdict])
-    rows.append(["authentication with a warm cache: < 0.5 ms per request", "—", "—",
-                 "measured by tests.bench.singlemalt_bench (tests/bench/RESULTS-singlemalt.md)"])
-    return rows
+    return Plan(runs=runs, quick_runs=4 * runs, large_runs=runs + 4, wrk_runs=runs,
+                concurrent_runs=min(runs, 3), budgets=dict(BUDGETS))
 
 
 def _version(command: Sequence[str]) -> str:
@@ -193,18 +152,9 @@ def memory_measures(git_master: int, fcgiwrap: int) -> dict[str, Callable[[Proce
     return {OURS_TLS: ours, OURS_POOL: ours, REF_TLS: reference, REF_PLAIN: reference}
 
 
-def count_slow(log_dir: Path) -> int | None:
-    """Slow verifications in the git and hg pools' logs, rotated ones included.
-
-    supervisord rotates a log at 50 MB (git.log.1, ...): a run's access
-    lines pass that on a fast machine, and the first login is then in a
-    rotated file.
-    """
-    logs = [path for pool in ("git", "hg") for path in log_dir.glob(f"{pool}.log*")]
-    try:
-        return sum(len(SLOW.findall(path.read_text(errors="replace"))) for path in logs) if logs else None
-    except OSError:
-        return None
+def footprints(git_master: int, nginx: int, fcgiwrap: int) -> dict[str, Callable[[ProcessTable], Footprint]]:
+    """What is sampled during the 1 GiB push, by role: our git workers and their children; nginx and the CGI tree."""
+    return {OURS_TLS: gunicorn_footprint(git_master), REF_TLS: reference_footprint(nginx, fcgiwrap)}
 
 
 class Timings:
@@ -227,19 +177,21 @@ class Timings:
         return [f"| {name} | {seconds:.0f} s |" for name, seconds in self.phases] + [f"| **total** | {total:.0f} s |"]
 
 
-def provision(inputs: BenchInputs, ours: OursHost, ref: RefHost, floor: FloorHost) -> None:
+def provision(inputs: BenchInputs, ours: OursHost, ref: RefHost, floor: FloorHost, runner: Runner) -> None:
     """Each server's own copy of each input (git objects hard-linked, the rest copied)."""
-    git = {sc.FLASK: inputs.flask_git, sc.CHANGING: inputs.flask_git, sc.REFS: inputs.refs_git,
-           sc.REFS_MAINTAIN: inputs.refs_git}
+    git = {FLASK: inputs.flask_git, CHANGING: inputs.flask_git, REFS: inputs.refs_git,
+           REFS_MAINTAIN: inputs.refs_git}
     if inputs.large_git is not None:
-        git[sc.LARGE] = inputs.large_git
+        git[LARGE] = inputs.large_git
     for name, source in git.items():
         for host in (ours, ref, floor):
             host.add_git(name, source)
-    ours.add_hg(sc.FLASK_HG, inputs.flask_hg)
-    ours.add_hg(sc.HG_PUSH, inputs.flask_hg)
-    floor.add_hg(sc.FLASK_HG, inputs.flask_hg)
-    floor.add_hg(sc.HG_PUSH, inputs.flask_hg)
+    for host in (ref, floor):  # git's own upload-pack serves partial clones only if allowed; ours is the server's job
+        allow_filters(runner, host.git_dir(FLASK))
+    ours.add_hg(FLASK_HG, inputs.flask_hg)
+    ours.add_hg(HG_PUSH, inputs.flask_hg)
+    floor.add_hg(FLASK_HG, inputs.flask_hg)
+    floor.add_hg(HG_PUSH, inputs.flask_hg)
 
 
 @dataclass
@@ -247,7 +199,7 @@ class Outcome:
     """What a run produced: results, the plan it followed, its timings, facts about the stack."""
 
     results: Results
-    plan: sc.Plan
+    plan: Plan
     timings: Timings
     monitor: Monitor
     slow: int | None = None
@@ -255,31 +207,33 @@ class Outcome:
     pool: str = "?"
 
 
-def start(inputs: BenchInputs, plan: sc.Plan, results: Results, monitor: Monitor,
-          cleanup: contextlib.ExitStack) -> tuple[Stack, sc.Bench]:
+def start(inputs: BenchInputs, plan: Plan, results: Results, monitor: Monitor,
+          cleanup: contextlib.ExitStack) -> tuple[Stack, Bench]:
     """Our stack and the reference servers up (stopped by ``cleanup``), each with its copies of the inputs."""
     with contextlib.redirect_stdout(sys.stderr):
-        running = start_stack(WORK / "ours")
+        running = start_stack(WORK / "ours", HOSTD_MAX_PUSH_BYTES=str(MAX_PUSH_BYTES))
     cleanup.callback(stop_stack, running)
     running.add_user(OWNER, PASSWORD)
     hg_root = WORK / "ref" / "hg"
     hg_root.mkdir(parents=True)
-    for name in (sc.FLASK_HG, sc.HG_PUSH):
+    for name in (FLASK_HG, HG_PUSH):
         copy_hg(inputs.flask_hg, hg_root / name)
     servers = cleanup.enter_context(ReferenceServers(
         WORK / "ref" / "servers", running.settings.tls_dir / "server.pem",
-        {name: hg_root / name for name in (sc.FLASK_HG, sc.HG_PUSH)}, {OWNER: PASSWORD}))
+        {name: hg_root / name for name in (FLASK_HG, HG_PUSH)}, {OWNER: PASSWORD}))
     ours, ref, floor = OursHost(running), RefHost(servers, hg_root), FloorHost(WORK / "floor")
-    provision(inputs, ours, ref, floor)
     clients = Clients(WORK / "home", running.settings.tls_dir / "ca.pem")
     configure_credentials(clients, ours, ref)
     runner = Runner(clients, monitor)
+    provision(inputs, ours, ref, floor, runner)
     main_ref = runner.default_branch(inputs.flask_git)
-    bench = sc.Bench(
+    master = _git_master(running)
+    bench = Bench(
         flask_git=inputs.flask_git, large_git=inputs.large_git, refs_git=inputs.refs_git, flask_hg=inputs.flask_hg,
         runner=runner, results=results, sides=make_sides(ours, ref, floor), ours=ours, ref=ref, floor=floor,
         work=WORK / "clients", plan=plan, ca=clients.ca,
-        memory=memory_measures(_git_master(running), servers.fcgiwrap_pid), monitor=monitor,
+        memory=memory_measures(master, servers.fcgiwrap_pid), monitor=monitor,
+        footprints=footprints(master, servers.nginx_pid, servers.fcgiwrap_pid),
         main_ref=main_ref, base=runner.rev(inputs.flask_git, main_ref))
     bench.work.mkdir()
     return running, bench
@@ -303,7 +257,7 @@ def run(args: argparse.Namespace) -> Outcome:
         with timings.phase("start our stack and the reference servers, copy the inputs"):
             running, bench = start(inputs, outcome.plan, results, outcome.monitor, cleanup)
         outcome.pool = f"{running.settings.workers} workers × {running.settings.threads} threads"
-        resident = [f"at start {bench.memory[OURS_TLS](process_table()) / sc.MIB:.0f} MiB"]
+        resident = [f"at start {bench.memory[OURS_TLS](process_table()) / MIB:.0f} MiB"]
         started = time.monotonic()
         for name in args.scenarios.split(","):
             with timings.phase(f"scenario {name}"):
@@ -312,7 +266,7 @@ def run(args: argparse.Namespace) -> Outcome:
                 except (BenchError, OSError, subprocess.SubprocessError, AssertionError) as error:
                     traceback.print_exc(file=sys.stderr)
                     results.failures.append(f"{name}: {error}")
-            resident.append(f"after {name} {bench.memory[OURS_TLS](process_table()) / sc.MIB:.0f} MiB")
+            resident.append(f"after {name} {bench.memory[OURS_TLS](process_table()) / MIB:.0f} MiB")
         results.remarks.append("RSS of our largest git worker (with its children), idle: " + ", ".join(resident))
         outcome.slow = count_slow(running.settings.log_dir)
         outcome.traffic_seconds = time.monotonic() - started
@@ -333,7 +287,7 @@ def report(args: argparse.Namespace, outcome: Outcome, machine_lines: Sequence[s
         f"- runs: {plan.runs} per scenario; {plan.quick_runs} of the operations of a second or less (flask-sized "
         f"clones, no-op fetch and pull, pushes of 50 commits); {plan.large_runs} for git/git-sized clones; "
         f"wrk {plan.wrk_runs} × {plan.wrk_seconds:g} s (`wrk -t2 -c8`); {plan.concurrent_runs} rounds of "
-        f"{plan.concurrent_clones} concurrent clones",
+        f"{plan.concurrent_clones} concurrent clones; {plan.huge_runs} of the 1 GiB push per side and HTTP version",
         f"- ours: the whole stack as `make up` runs it (HAProxy TLS → gunicorn pools of {outcome.pool} each, "
         "memcached), private repositories; git authenticates with the `store` credential helper (a 401, then "
         "the password), hg with `[auth]`; pool direct: plain HTTP to the pool's gunicorn (git sends Basic auth up "
@@ -353,6 +307,14 @@ def report(args: argparse.Namespace, outcome: Outcome, machine_lines: Sequence[s
         "reference; each is the median over the rounds of the ratio within a round (the sides of a round run "
         "back to back, so the machine's drift between rounds hits both and cancels); for throughput (req/s) "
         "higher is better",
+        "- partial clones: `git clone --no-checkout --filter=blob:none` and `--filter=tree:0`, each checked to lack "
+        "objects (a server that ignores the filter sends everything: its cells then say failed); the reference's "
+        "and floor's copies have `uploadpack.allowFilter` and `uploadpack.allowReachableSHA1InWant`",
+        "- 1 GiB push: 8 random files of 128 MiB in one commit (generated once), pushed with `http.version` "
+        "HTTP/1.1 and HTTP/2 (checked in a curl trace) through the TLS sides; memory growth is the peak RSS "
+        "sampled every 50 ms minus the RSS before, per role: the gunicorn worker that served it and its git "
+        "children (ours), nginx and what fcgiwrap spawned (reference); our pool's push limit is set to "
+        f"{MAX_PUSH_BYTES // 1024**3} GiB for the run",
         f"- interference: {interference(outcome.monitor)}",
     ]
     appendix = ["## Time taken", "", "| phase | wall time |", "| --- | ---: |", *outcome.timings.lines(), ""]

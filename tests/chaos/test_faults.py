@@ -414,7 +414,7 @@ def head(stack: Stack, vcs: str, clone: Path) -> str:
 def leftovers(repo: Path) -> list[str]:
     """Files an interrupted push can leave behind (what ``hostd maintain`` looks for)."""
     patterns = ("refs/**/*.lock", "*.lock", "objects/tmp_pack_*", "objects/pack/tmp*", "objects/pack/.tmp-*",
-                ".hg/store/journal*", ".hg/store/lock", ".hg/wlock")
+                "objects/tmp_objdir-incoming-*", ".hg/store/journal*", ".hg/store/lock", ".hg/wlock")
     return sorted(str(p.relative_to(repo)) for pattern in patterns for p in repo.glob(pattern))
 
 

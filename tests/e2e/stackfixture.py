@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -142,18 +143,22 @@ class Stack:
     def pool_workers(self, pool: str = "git") -> list[int]:
         """PIDs of a pool's gunicorn workers (the children of its master)."""
         bind = f"{self.settings.bind}:{getattr(self.settings.ports, pool)}".encode()
-        parents: dict[int, int] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                args = (entry / "cmdline").read_bytes().split(b"\0")
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if bind in args and any(f"{pool}_app".encode() in arg for arg in args):
-                parents[int(entry.name)] = parent
+        parents = {pid: parent for pid, args, parent in processes()
+                   if bind in args and any(f"{pool}_app".encode() in arg for arg in args)}
         return [pid for pid, parent in parents.items() if parent in parents]
+
+
+def processes() -> Iterator[tuple[int, list[bytes], int]]:
+    """(pid, command line, parent pid) of every process that can be read now."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        yield int(entry.name), args, parent
 
 
 def start_stack(root: Path, **overrides: str) -> Stack:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.stackfixture import Stack
+from tests.e2e.stackfixture import Stack, processes
 from tests.polling import wait_until
 
 PASSWORD = "hostile's long password"
@@ -62,23 +62,27 @@ def _refs(stack: Stack, remote: Remote) -> dict[str, str]:
 
 
 def _temp_files(git_dir: Path) -> list[Path]:
-    return sorted(path for pattern in ("objects/tmp_pack_*", "objects/pack/tmp*", "hostd-pack-cache/.tmp-*")
-                  for path in git_dir.glob(pattern))
+    patterns = ("objects/tmp_pack_*", "objects/pack/tmp*", "objects/tmp_objdir-incoming-*",
+                "hostd-pack-cache/.tmp-*")
+    return sorted(path for pattern in patterns for path in git_dir.glob(pattern))
 
 
-def _holder(pids: list[int], path: Path) -> int | None:
-    """Which of ``pids`` has ``path`` open."""
-    for pid in pids:
+def _quarantined(git_dir: Path) -> int:
+    """Bytes git's receive-pack has stored so far of a push in progress (in its quarantine)."""
+    total = 0
+    for path in git_dir.glob("objects/tmp_objdir-incoming-*/**/*"):
         try:
-            fds = list(Path(f"/proc/{pid}/fd").iterdir())
-        except OSError:
+            total += path.stat().st_size if path.is_file() else 0
+        except FileNotFoundError:
             continue
-        for fd in fds:
-            try:
-                if os.readlink(fd) == str(path):
-                    return pid
-            except OSError:
-                continue
+    return total
+
+
+def _pusher(pids: list[int], git_dir: Path) -> int | None:
+    """Which of ``pids`` runs the git receive-pack writing into ``git_dir`` (as its parent)."""
+    for _, args, parent in processes():
+        if b"receive-pack" in args and os.fsencode(git_dir) in args and parent in pids:
+            return parent
     return None
 
 
@@ -141,17 +145,11 @@ def test_a_push_whose_worker_is_killed_leaves_nothing_behind(stack: Stack, user:
     victim: list[int] = []
     try:
         def receiving() -> bool:
-            """The temporary pack is well under way, and the worker writing it is known."""
-            for temp in _temp_files(remote.path):
-                try:
-                    big = temp.stat().st_size > 8 * MiB
-                except FileNotFoundError:
-                    continue
-                holder = _holder(workers, temp) if big else None
-                if holder is not None:
-                    victim.append(holder)
-                    return True
-            return False
+            """git has stored a good part of the push, and the worker feeding it is known."""
+            pusher = _pusher(workers, remote.path) if _quarantined(remote.path) > 8 * MiB else None
+            if pusher is not None:
+                victim.append(pusher)
+            return pusher is not None
 
         wait_until("a worker receiving the push", receiving, timeout=120, interval=0.05)
         os.kill(victim[0], signal.SIGKILL)
@@ -163,7 +161,7 @@ def test_a_push_whose_worker_is_killed_leaves_nothing_behind(stack: Stack, user:
     assert push.returncode != 0, "the push landed although its worker was killed"
 
     seconds = wait_until("no temporary file left", lambda: not _temp_files(remote.path), timeout=15, interval=0.1)
-    print(f"temporary pack gone {seconds:.1f}s after its worker was killed")
+    print(f"quarantine gone {seconds:.1f}s after its worker was killed")
     assert _refs(stack, remote) == {"HEAD": seed, "refs/heads/main": seed}
     assert sorted((remote.path / "objects" / "pack").iterdir()) == packs
 

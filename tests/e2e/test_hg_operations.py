@@ -230,3 +230,43 @@ def test_hundreds_of_heads(stack: Stack, remote: Remote, tmp_path: Path) -> None
     assert len(entries) == 2 * HEADS  # every new head, then every head replaced by its child
     assert all(f"\t{OWNER}\tbranch:default\t" in line for line in entries)
     verify(stack, remote)
+
+
+def test_a_full_clone_is_a_stream_clone(stack: Stack, remote: Remote, tmp_path: Path) -> None:
+    """A default ``hg clone`` gets the store's files (the pool prefers a stream
+    clone), not a bundle the client applies changeset by changeset; it ends
+    with the same changesets, bookmarks, tags and phases."""
+    hal, hera = tmp_path / "hal", tmp_path / "hera"
+    hg(stack, "clone", url(stack, remote), str(hal))
+    for name in ("one.txt", "two.txt"):
+        commit(stack, hal, name)
+    hg(stack, "tag", "-u", OWNER, "v1.0", cwd=hal)
+    hg(stack, "bookmark", "-r", "tip", "feature", cwd=hal)
+    hg(stack, "push", "-B", "feature", url(stack, remote), cwd=hal)
+
+    cloned = hg(stack, "clone", url(stack, remote, OTHER), str(hera))
+    assert "stream-cloned" in cloned, cloned
+    assert node(stack, hera, "tip") == node(stack, hal, "tip")
+    assert hg(stack, "log", "-T", "{node}\n", cwd=hera) == hg(stack, "log", "-T", "{node}\n", cwd=hal)
+    assert hg(stack, "bookmarks", "-T", "{bookmark} {node}\n", cwd=hera) == hg(
+        stack, "bookmarks", "-T", "{bookmark} {node}\n", cwd=hal)
+    assert "v1.0" in hg(stack, "tags", cwd=hera)
+    assert phases(stack, hera) == {"public"}
+    hg(stack, "verify", cwd=hera)
+
+
+def test_a_repository_with_a_secret_changeset_is_never_streamed(stack: Stack, remote: Remote,
+                                                                 tmp_path: Path) -> None:
+    """A stream clone copies the store as it is, so it would hand out secret
+    changesets; Mercurial falls back to a bundle, which leaves them out."""
+    hal, hera = tmp_path / "hal", tmp_path / "hera"
+    hg(stack, "clone", url(stack, remote), str(hal))
+    public = commit(stack, hal, "public.txt")
+    hg(stack, "push", url(stack, remote), cwd=hal)
+    secret = commit(stack, hal, "secret.txt")
+    hg(stack, "push", url(stack, remote), cwd=hal)
+    hg(stack, "phase", "--force", "--secret", "-r", secret, "-R", str(remote.path))
+
+    cloned = hg(stack, "clone", url(stack, remote, OTHER), str(hera))
+    assert "stream-cloned" not in cloned, cloned
+    assert hg(stack, "log", "-T", "{node}\n", cwd=hera).split() == [public]

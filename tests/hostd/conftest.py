@@ -6,8 +6,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,8 @@ from hostd.names import RepoName
 from hostd.store.accounts import Accounts
 from hostd.store.database import Database
 from hostd.store.storage import Storage
+from hostd.web.app import classify_web
+from singlemalt import Allowed, Malformed, Target, classify_git, classify_hg
 
 GIT = shutil.which("git") or "git"
 
@@ -36,6 +40,32 @@ class Site:
 
     def policy(self, vcs: str | None) -> RepositoryPolicy:
         return RepositoryPolicy(self.accounts, vcs=vcs)
+
+    def decided(self, app: Any, vcs: str | None) -> Decided:
+        """``app`` behind a stand-in for singlemalt that allows every request (see :class:`Decided`)."""
+        classify = {"git": classify_git, "hg": classify_hg, None: classify_web}[vcs]
+        return Decided(app, classify, self.policy(vcs))
+
+
+class Decided:
+    """Stands in for singlemalt in front of a pool app: classifies the request
+    with the pool's own classifier and allows it, carrying the repository the
+    pool's policy resolves, as singlemalt's decision does. No authentication:
+    ``REMOTE_USER`` is whatever the test put in the environ."""
+
+    def __init__(self, app: Any, classify: Callable[[dict[str, Any]], Target | Malformed],
+                 policy: RepositoryPolicy) -> None:
+        self.app = app
+        self.classify = classify
+        self.policy = policy
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # A target already set (by a test's own stand-in) is kept.
+        target = environ.get("singlemalt.target") or self.classify(environ)
+        if isinstance(target, Target):
+            environ["singlemalt.target"] = target
+            environ["singlemalt.decision"] = Allowed("test", resource=self.policy.resolve(target.repository))
+        return self.app(environ, start_response)
 
 
 @pytest.fixture

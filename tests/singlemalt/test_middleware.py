@@ -66,6 +66,10 @@ def dummy_classify(environ: dict[str, Any]) -> Target | Malformed:
     return Target(path, action, "dummy:" + environ["REQUEST_METHOD"])
 
 
+#: What dummy_authorize resolved a public repository to; it reaches the app.
+PUBLIC_RECORD = {"name": "public/demo", "secret": "never-in-a-repr"}
+
+
 def dummy_authorize(identity: Identity | None, target: Target) -> Decision:
     """alice owns alice/*; public/* is readable by all; bob can see (not change) alice/shared."""
     user = identity.username if identity else None
@@ -73,7 +77,7 @@ def dummy_authorize(identity: Identity | None, target: Target) -> Decision:
         return Allowed("owner")
     if target.repository.startswith("public/"):
         if target.action is Action.READ:
-            return Allowed("public")
+            return Allowed("public", resource=PUBLIC_RECORD)
         return Denied("public repositories are read-only", reveal=True)
     if user == "bob" and target.repository == "alice/shared":
         if target.action is Action.READ:
@@ -135,7 +139,11 @@ def test_anonymous_read_of_a_public_repository(world: World) -> None:
     assert "REMOTE_USER" not in env
     assert env["singlemalt.identity"] is None
     assert env["singlemalt.target"] == Target("public/demo", Action.READ, "dummy:GET")
-    assert env["singlemalt.decision"] == Allowed("public")
+    assert env["singlemalt.decision"] == Allowed("public", resource=PUBLIC_RECORD)
+    # The app gets the authorizer's own object, not a copy; the repr, which
+    # goes to logs, leaves it out.
+    assert env["singlemalt.decision"].resource is PUBLIC_RECORD
+    assert "never-in-a-repr" not in repr(env["singlemalt.decision"])
 
 
 @pytest.mark.parametrize("path", ["/alice/private", "/nobody/nothing", "/public/demo"])

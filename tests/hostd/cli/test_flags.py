@@ -29,10 +29,9 @@ def run(capsys: pytest.CaptureFixture[str], data: Path, *args: str) -> tuple[int
 
 
 def test_set_writes_the_database_and_memcached(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, memcached: Memcached
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data: Path, memcached: Memcached
 ) -> None:
     monkeypatch.setenv("HOSTD_MEMCACHED_PORT", str(memcached.port))
-    data = tmp_path / "var"
     code, out, _ = run(capsys, data, "flag", "list")
     assert (code, out) == (0, f"read_only\toff\tdefault\t{READ_ONLY.description}\n")
 
@@ -50,15 +49,15 @@ def test_set_writes_the_database_and_memcached(
 
 
 def test_set_without_memcached_still_writes_the_database(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data: Path
 ) -> None:
     [port] = free_ports(1)
     monkeypatch.setenv("HOSTD_MEMCACHED_PORT", str(port))
-    code, out, _ = run(capsys, tmp_path / "var", "flag", "set", "read_only", "on")
+    code, out, _ = run(capsys, data, "flag", "set", "read_only", "on")
     assert code == 0
     assert out == (f"flag read_only is on in the database; memcached at 127.0.0.1:{port} was not updated, "
                    "so workers see it within 12 s\n")
-    assert FlagStore(Database(tmp_path / "var" / "hostd.db")).get("read_only") is True
+    assert FlagStore(Database(data / "hostd.db")).get("read_only") is True
 
 
 @pytest.mark.parametrize(
@@ -67,9 +66,9 @@ def test_set_without_memcached_still_writes_the_database(
      ("flag",)],
     ids=["unknown-flag", "bad-value", "no-value", "no-action"],
 )
-def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path, args: tuple[str, ...]) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main([*args, "--data", str(tmp_path / "var")])
-    assert exit_.value.code == 2
+def test_usage_errors(capsys: pytest.CaptureFixture[str], data: Path, args: tuple[str, ...]) -> None:
+    code, _, err = run(capsys, data, *args)
+    assert code == 2
+    assert err.splitlines()[0].startswith("usage: hostd flag") and err.splitlines()[-1].startswith("hostd: ")
     if args[2:3] == ("read_olny",):
-        assert "invalid choice: 'read_olny'" in capsys.readouterr().err
+        assert "invalid choice: 'read_olny'" in err

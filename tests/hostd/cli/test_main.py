@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 
-from hostd.cli.main import main
+from tests.hostd.cli.conftest import Hostd
 
 
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, data: Path,
-        *args: str, stdin: str = "") -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    code = main([*args, "--data", str(data)])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture
-def hostd(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
-    return lambda *args, stdin="": run(capsys, monkeypatch, tmp_path / "var", *args, stdin=stdin)
-
-
-def test_user_and_repository_lifecycle(hostd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_user_and_repository_lifecycle(hostd: Hostd, tmp_path: Path) -> None:
     assert hostd("user", "add", "Alice", stdin="s3cret-password\n")[0] == 0
     code, out, _ = hostd("repo", "create", "alice/demo", "--vcs", "git", "--public")
     assert (code, out.strip()) == (0, "public git repository alice/demo created")
@@ -55,7 +41,7 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("args", "message"), ERRORS, ids=[" ".join(a) for a, _ in ERRORS])
-def test_errors_print_one_line_and_exit_non_zero(hostd, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_errors_print_one_line_and_exit_non_zero(hostd: Hostd, args: tuple[str, ...], message: str) -> None:
     hostd("user", "add", "alice", stdin="s3cret-password\n")
     hostd("repo", "create", "alice/demo", "--vcs", "git")
     code, _, err = hostd(*args, stdin="s3cret-password\n")
@@ -63,13 +49,13 @@ def test_errors_print_one_line_and_exit_non_zero(hostd, args: tuple[str, ...], m
     assert err.count("\n") == 1 and message in err
 
 
-def test_bad_repository_name_is_a_usage_error(hostd) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(SystemExit) as exit_info:
-        hostd("repo", "create", "../etc", "--vcs", "git")
-    assert exit_info.value.code == 2
+def test_bad_repository_name_is_a_usage_error(hostd: Hostd) -> None:
+    code, _, err = hostd("repo", "create", "../etc", "--vcs", "git")
+    assert code == 2
+    assert err.splitlines()[-1].startswith("hostd: argument OWNER/NAME: invalid repository name '../etc'")
 
 
-def test_tokens_are_shown_once_and_listed_without_secret(hostd) -> None:  # type: ignore[no-untyped-def]
+def test_tokens_are_shown_once_and_listed_without_secret(hostd: Hostd) -> None:
     hostd("user", "add", "alice", stdin="s3cret-password\n")
     code, out, _ = hostd("token", "create", "alice", "--scope", "read", "--expires-days", "7")
     assert code == 0
@@ -82,6 +68,15 @@ def test_tokens_are_shown_once_and_listed_without_secret(hostd) -> None:  # type
     assert "revoked" in hostd("token", "list", "alice")[1]
 
 
-def test_short_password_is_refused(hostd) -> None:  # type: ignore[no-untyped-def]
+def test_short_password_is_refused(hostd: Hostd) -> None:
     code, _, err = hostd("user", "add", "alice", stdin="short\n")
     assert code == 1 and "at least 8" in err
+
+
+def test_maintain_and_an_empty_push_log(hostd: Hostd) -> None:
+    hostd("user", "add", "alice", stdin="s3cret-password\n")
+    hostd("repo", "create", "alice/demo", "--vcs", "git")
+    code, out, _ = hostd("maintain", "alice/demo")
+    assert code == 0 and out and all(line.startswith("alice/demo: ") for line in out.splitlines())
+    assert hostd("log", "alice/demo") == (0, "", "")
+    assert hostd("maintain", "alice/none") == (1, "", "hostd: no such repository: alice/none\n")

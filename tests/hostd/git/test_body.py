@@ -123,8 +123,8 @@ def test_malformed_gzip(data: bytes, reason: str) -> None:
 @pytest.fixture
 def served(site: Site) -> tuple[webtest.TestApp, Counting]:
     native = Counting()
-    app = GitApp(site.policy("git").resolve, site.storage, max_request_bytes=PRODUCTION_LIMIT, upload_pack=native)
-    return webtest.TestApp(app), native
+    app = GitApp(site.storage, max_request_bytes=PRODUCTION_LIMIT, upload_pack=native)
+    return webtest.TestApp(site.decided(app, "git")), native
 
 
 def _post(app: webtest.TestApp, wire: io.BytesIO, *, status: int | str = "*", **headers: str) -> webtest.TestResponse:

@@ -138,3 +138,19 @@ def test_an_unwritable_registry_does_not_stop_the_write(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert InFlight(blocker / "inflight").begin(tmp_path) is None
+
+
+def test_a_dead_pushs_quarantine_goes_with_what_is_in_it(tmp_path: Path) -> None:
+    """git receive-pack killed with its worker leaves objects/tmp_objdir-incoming-* (a directory)."""
+    registry, git_dir = tmp_path / "inflight", tmp_path / "repo.git"
+    quarantine = git_dir / "objects" / "tmp_objdir-incoming-abc123"
+    (quarantine / "pack").mkdir(parents=True)
+    (quarantine / "pack" / "tmp_pack_x").write_bytes(b"PACK")
+    (quarantine / "ab").mkdir()
+    (quarantine / "ab" / "cdef").write_bytes(b"loose")
+    ticket = InFlight(registry).begin(git_dir)
+    assert ticket is not None
+    ticket.lock.close()  # the worker died (its lock went with it)
+    assert sweep(registry) == [quarantine]
+    assert not quarantine.exists()
+    assert (git_dir / "objects").is_dir()

@@ -18,8 +18,9 @@ import webtest
 from hostd.git.app import GitApp
 from hostd.git.cache import PACK_CACHE_DIR, MemoryCache, PackCache
 from hostd.git.inflight import InFlight
+from hostd.git.process import GitRun
 from hostd.git.refstate import RACY_SECONDS, PerRefState, RefState
-from hostd.git.upload import FULL_PACK, LS_REFS, UploadPack, cache_kind, git_protocol, pkt_lines
+from hostd.git.upload import UploadPack
 from hostd.names import RepoName
 from tests.hostd.conftest import GIT, Site, age, run_git
 
@@ -54,8 +55,8 @@ class Counting(UploadPack):
 @pytest.fixture
 def served(site: Site) -> tuple[webtest.TestApp, Counting]:
     native = Counting()
-    app = GitApp(site.policy("git").resolve, site.storage, max_request_bytes=1 << 20, upload_pack=native)
-    return webtest.TestApp(app), native
+    app = GitApp(site.storage, max_request_bytes=1 << 20, upload_pack=native)
+    return webtest.TestApp(site.decided(app, "git")), native
 
 
 def _clone_request(want: str, capabilities: bytes = b"side-band-64k ofs-delta") -> bytes:
@@ -66,54 +67,7 @@ def _post(app: webtest.TestApp, body: bytes, **kwargs: object) -> webtest.TestRe
     return app.post("/alice/demo.git/git-upload-pack", body, content_type=REQUEST, **kwargs)  # type: ignore[arg-type]
 
 
-# --- pure parts -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("data", "lines"), [
-    (b"", []),
-    (b"0000", [None]),
-    (b"0009done\n0000", [b"done\n", None]),
-    (b"00010002", [None, None]),
-])
-def test_pkt_lines(data: bytes, lines: list[bytes | None]) -> None:
-    assert list(pkt_lines(data)) == lines
-
-
-@pytest.mark.parametrize("data", [b"zzzz", b"0010short", b"00", b"0x10abcdefghijkl", b" 00a123456"])
-def test_malformed_pkt_lines(data: bytes) -> None:
-    with pytest.raises(ValueError):
-        list(pkt_lines(data))
-
-
-WANT = _pkt(b"want " + b"a" * 40 + b" ofs-delta\n")
-HAVE = _pkt(b"have " + b"b" * 40 + b"\n")
-
-
-@pytest.mark.parametrize(("body", "expected"), [
-    (WANT + b"0000" + _pkt(b"done\n"), FULL_PACK),  # v0 full clone
-    (WANT + b"0000" + HAVE + _pkt(b"done\n"), None),  # v0 incremental fetch
-    (_pkt(b"command=fetch\n") + b"0001" + WANT + _pkt(b"done\n") + b"0000", FULL_PACK),  # v2 full clone
-    (_pkt(b"command=fetch\n") + b"0001" + WANT + HAVE + b"0000", None),
-    (_pkt(b"command=ls-refs\n") + b"0001" + _pkt(b"peel\n") + b"0000", LS_REFS),
-    (_pkt(b"command=object-info\n") + b"0001" + b"0000", None),
-    (b"0000", None),  # nothing wanted
-    (b"", None),
-    (b"garbage", None),
-])
-def test_which_answers_are_cached_and_where(body: bytes, expected: str | None) -> None:
-    assert cache_kind(body) == expected
-
-
-@pytest.mark.parametrize(("header", "expected"), [
-    ("version=2", "version=2"),
-    ("version=2:object-format=sha1", "version=2:object-format=sha1"),
-    ("", ""),
-    ("version=2\nX=1", ""),
-    ("version 2; rm -rf", ""),
-    ("v" * 300, ""),
-])
-def test_git_protocol_header(header: str, expected: str) -> None:
-    assert git_protocol({"HTTP_GIT_PROTOCOL": header}) == expected
+# --- the caches -------------------------------------------------------------------
 
 
 def test_memory_cache_is_bounded_by_size() -> None:
@@ -254,8 +208,8 @@ def test_ref_advertisement_is_gits_and_cached_per_ref_state(
     first = app.get("/alice/demo.git/info/refs?service=git-upload-pack")
     assert first.content_type == "application/x-git-upload-pack-advertisement"
     assert first.headers["Cache-Control"].startswith("no-cache")
-    expected = subprocess.run([GIT, "upload-pack", "--stateless-rpc", "--advertise-refs", str(git_dir)],
-                              capture_output=True, check=True).stdout
+    expected = subprocess.run(native._argv(git_dir, "--advertise-refs"), capture_output=True, check=True).stdout
+    assert b" filter " in expected and b" allow-reachable-sha1-in-want " in expected  # partial clone
     assert first.body == b"001e# service=git-upload-pack\n0000" + expected
     assert app.get("/alice/demo.git/info/refs?service=git-upload-pack").body == first.body
     assert native.runs == 1
@@ -306,13 +260,48 @@ def test_full_clone_is_cached_on_disk_per_ref_state(
     assert len(os.listdir(git_dir / PACK_CACHE_DIR)) == 2
 
 
+def _v2_fetch(*lines: bytes) -> bytes:
+    return _pkt(b"command=fetch\n") + b"0001" + b"".join(_pkt(line + b"\n") for line in lines) + b"0000"
+
+
+def test_filtered_and_full_clones_are_cached_apart(repo: tuple[RepoName, Path],
+                                                   served: tuple[webtest.TestApp, Counting]) -> None:
+    _, git_dir = repo
+    app, native = served
+    head = run_git(git_dir, "rev-parse", "main").encode()
+    v2 = {"Git-Protocol": "version=2"}
+    requests = [_v2_fetch(b"want " + head, b"ofs-delta", *spec, b"done")
+                for spec in ([], [b"filter blob:none"], [b"filter tree:0"])]
+    answers = [_post(app, body, headers=v2).body for body in requests]
+    assert len(set(answers)) == 3 and all(b"packfile" in answer for answer in answers)
+    assert len(os.listdir(git_dir / PACK_CACHE_DIR)) == 3
+    runs = native.runs
+    assert [_post(app, body, headers=v2).body for body in reversed(requests)] == answers[::-1]
+    assert native.runs == runs  # each from its own entry
+
+
+def test_a_partial_clones_fetch_of_missing_objects_is_not_cached(
+        repo: tuple[RepoName, Path], served: tuple[webtest.TestApp, Counting]) -> None:
+    """What ``git checkout`` in a partial clone sends: wants of blobs, no haves. Particular to one client."""
+    _, git_dir = repo
+    app, native = served
+    blob = run_git(git_dir, "rev-parse", "main:README.md").encode()
+    body = _v2_fetch(b"want " + blob, b"ofs-delta", b"filter blob:none", b"done")
+    first = _post(app, body, headers={"Git-Protocol": "version=2"})
+    assert b"packfile" in first.body
+    assert not (git_dir / PACK_CACHE_DIR).exists() or os.listdir(git_dir / PACK_CACHE_DIR) == []
+    runs = native.runs
+    _post(app, body, headers={"Git-Protocol": "version=2"})
+    assert native.runs == runs + 1
+
+
 def test_a_clone_being_copied_to_the_pack_cache_is_registered_in_flight(site: Site, repo: tuple[RepoName, Path],
                                                                         tmp_path: Path) -> None:
     """So that the temporary copy of a worker killed mid-clone is removed when it dies (see hostd.git.inflight)."""
     _, git_dir = repo
     registry = tmp_path / "run" / "inflight"
     native = UploadPack(GIT, inflight=InFlight(registry))
-    app = GitApp(site.policy("git").resolve, site.storage, max_request_bytes=1 << 20, upload_pack=native)
+    app = site.decided(GitApp(site.storage, max_request_bytes=1 << 20, upload_pack=native), "git")
     body = _clone_request(run_git(git_dir, "rev-parse", "main"))
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/alice/demo.git/git-upload-pack", "CONTENT_TYPE": REQUEST,
                "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
@@ -405,9 +394,9 @@ def test_a_client_that_goes_away_stops_git(repo: tuple[RepoName, Path], served: 
     started: list[subprocess.Popen[bytes]] = []
     real_start = native._start
 
-    def start(*args: object) -> object:
-        result = real_start(*args)  # type: ignore[arg-type]
-        started.append(result[0])
+    def start(git_dir: Path, protocol: str) -> GitRun:
+        result: GitRun = real_start(git_dir, protocol)
+        started.append(result.process)
         return result
 
     monkeypatch.setattr(native, "_start", start)

@@ -29,7 +29,7 @@ from hostd.names import RepoName
 from hostd.store.accounts import Accounts
 from hostd.store.database import Database
 from hostd.store.storage import Storage, hg_command
-from singlemalt import Action, SingleMalt, Target, Verifier, classify_hg
+from singlemalt import Action, Allowed, SingleMalt, Target, Verifier, classify_hg
 from tests.hostd.conftest import Site
 
 
@@ -49,14 +49,24 @@ class DummyAuthorized:
 
 
 def _app(site: Site, action: Action | None) -> webtest.TestApp:
-    app = HgApp(site.policy("hg").resolve, site.storage)
-    return webtest.TestApp(DummyAuthorized(app, action), extra_environ={"wsgi.url_scheme": "https"})
+    app = HgApp(site.storage)
+    # With no action, nothing stands in for singlemalt: no target, no decision.
+    inner = app if action is None else site.decided(app, "hg")
+    return webtest.TestApp(DummyAuthorized(inner, action), extra_environ={"wsgi.url_scheme": "https"})
 
 
 def test_capabilities(site: Site) -> None:
     site.repo("alice", "notes", "hg")
     response = _app(site, Action.READ).get("/alice/notes?cmd=capabilities")
     assert b"unbundle" in response.body
+
+
+def test_full_clones_are_offered_as_stream_clones(site: Site) -> None:
+    """``stream-preferred`` is what makes a client's plain ``hg clone`` a stream clone."""
+    site.repo("alice", "notes", "hg")
+    capabilities = _app(site, Action.READ).get("/alice/notes?cmd=capabilities").body.split()
+    assert b"stream-preferred" in capabilities
+    assert any(cap.startswith(b"streamreqs=") for cap in capabilities)
 
 
 def test_unknown_repository_and_git_repository_are_not_found(site: Site) -> None:
@@ -78,12 +88,18 @@ def test_push_without_a_write_authorization_is_refused_by_hgweb(site: Site) -> N
 
 def test_request_that_bypassed_singlemalt_is_refused(site: Site) -> None:
     site.repo("alice", "notes", "hg")
-    _app(site, None).get("/alice/notes?cmd=capabilities", status=401)
+    # No decision carries the repository: not found, before hgweb is reached.
+    _app(site, None).get("/alice/notes?cmd=capabilities", status=404)
+    # A decision but no classified target: hgweb's permission hook still refuses.
+    repo = site.policy("hg").resolve("alice/notes")
+    app = webtest.TestApp(HgApp(site.storage), extra_environ={"wsgi.url_scheme": "https"})
+    app.get("/alice/notes?cmd=capabilities", status=401,
+            extra_environ={"singlemalt.decision": Allowed("test", resource=repo)})
 
 
 def test_hgweb_instances_are_reused_until_the_repository_is_replaced(site: Site) -> None:
     ref = site.repo("alice", "notes", "hg")
-    hg = HgApp(site.policy("hg").resolve, site.storage)
+    hg = HgApp(site.storage)
     first = hg._hgweb_for(site.storage.path(ref, "hg"))
     assert hg._hgweb_for(site.storage.path(ref, "hg")) is first
     site.storage.delete(ref, "hg")
@@ -174,8 +190,9 @@ def _push(app: webtest.TestApp, repo: RepoName, body: bytes, user: str = "alice"
 
 
 def _pushlog_app(site: Site, pushlog: DummyPushLog) -> tuple[HgApp, webtest.TestApp]:
-    hgapp = HgApp(site.policy("hg").resolve, site.storage, pushlog=pushlog)
-    return hgapp, webtest.TestApp(DummyAuthorized(hgapp, Action.WRITE), extra_environ={"wsgi.url_scheme": "https"})
+    hgapp = HgApp(site.storage, pushlog=pushlog)
+    return hgapp, webtest.TestApp(DummyAuthorized(site.decided(hgapp, "hg"), Action.WRITE),
+                                  extra_environ={"wsgi.url_scheme": "https"})
 
 
 def _tip(path: Path) -> str:
@@ -260,12 +277,13 @@ def test_a_push_log_failure_does_not_undo_or_fail_the_push(
 
 def test_without_a_push_log_no_hooks_are_installed(site: Site, tmp_path: Path) -> None:
     ref = site.repo("alice", "notes", "hg")
-    hgapp = HgApp(site.policy("hg").resolve, site.storage)
+    hgapp = HgApp(site.storage)
     assert hgapp._ui.configitems(b"hooks") == []
     server = site.storage.path(ref, "hg")
     local = Local(server, tmp_path / "local")
     node = local.commit("one.txt")
-    app = webtest.TestApp(DummyAuthorized(hgapp, Action.WRITE), extra_environ={"wsgi.url_scheme": "https"})
+    app = webtest.TestApp(DummyAuthorized(site.decided(hgapp, "hg"), Action.WRITE),
+                          extra_environ={"wsgi.url_scheme": "https"})
     assert b"error:abort" not in _push(app, ref, local.bundle([node]))
     assert _tip(server) == node
 
@@ -378,7 +396,7 @@ TRANSPORTS = ["query", "headers", "post"]
 def _guarded(site: Site) -> webtest.TestApp:
     """HgApp behind singlemalt, as the hg pool runs it; ``REMOTE_USER`` stands in for a
     verified password (hashing one per request would make the tables slow)."""
-    guarded = SingleMalt(HgApp(site.policy("hg").resolve, site.storage), classify=classify_hg,
+    guarded = SingleMalt(HgApp(site.storage), classify=classify_hg,
                          verifier=Verifier(site.accounts), authorize=site.policy("hg"), realm="test",
                          trust_remote_user=True)
     return webtest.TestApp(guarded, extra_environ={"wsgi.url_scheme": "https"})
@@ -533,8 +551,9 @@ def test_an_inline_clone_bundle_in_the_cache_is_still_served(site: Site) -> None
 def test_page_urls_come_from_the_configured_base_url_not_the_host_header(site: Site) -> None:
     """hgweb completes its absolute URLs (feeds, ``urlbase``) from SERVER_NAME, which servers take from Host."""
     site.repo("alice", "feed", "hg")
-    app = HgApp(site.policy("hg").resolve, site.storage, base_url="https://hg.example.test:8443")
-    client = webtest.TestApp(DummyAuthorized(app, Action.READ), extra_environ={"wsgi.url_scheme": "https"})
+    app = HgApp(site.storage, base_url="https://hg.example.test:8443")
+    client = webtest.TestApp(DummyAuthorized(site.decided(app, "hg"), Action.READ),
+                             extra_environ={"wsgi.url_scheme": "https"})
     forged = {"HTTP_HOST": "evil.example", "SERVER_NAME": "evil.example", "SERVER_PORT": "443"}
     body = client.get("/alice/feed?cmd=log&style=atom", extra_environ=forged).text
     assert "https://hg.example.test:8443/" in body

@@ -129,6 +129,8 @@ def test_orphans_get_term_then_kill(tree: Tree, tmp_path: Path) -> None:
 
 def test_cli_dry_run_lists_one_line_per_orphan(tree: Tree, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", "--no-demo", "--data", str(tmp_path / "var")]) == 0  # reap acts on an installation
+    capsys.readouterr()
     assert main(["reap", "--dry-run", "--data", str(tmp_path / "var")]) == 0
     assert capsys.readouterr().out == f"no orphaned workers of {tmp_path / 'var'}\n"
     tree.master.kill()

@@ -19,7 +19,7 @@ import pytest
 from tests.polling import wait_until
 from tests.ports import free_ports
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 GUNICORN = PROJECT_ROOT / ".venv" / "bin" / "gunicorn"
 
 

@@ -69,17 +69,17 @@ def _plant(site: Site, vcs: str) -> None:
 
 def test_pools_answer_not_found_for_a_symlinked_repository(site: Site) -> None:
     _plant(site, "hg")
-    hg = webtest.TestApp(DummyAuthorized(HgApp(site.policy("hg").resolve, site.storage), Action.READ),
+    hg = webtest.TestApp(DummyAuthorized(site.decided(HgApp(site.storage), "hg"), Action.READ),
                          extra_environ={"wsgi.url_scheme": "https"})
     assert b"not found" in hg.get("/alice/notes-hg?cmd=capabilities", status=404).body
     hg.get("/mallory/loot-hg?cmd=capabilities", status=200)
 
     _plant(site, "git")
-    git = webtest.TestApp(GitApp(site.policy("git").resolve, site.storage, max_request_bytes=1 << 20))
+    git = webtest.TestApp(site.decided(GitApp(site.storage, max_request_bytes=1 << 20), "git"))
     assert b"not found" in git.get("/alice/notes-git.git/info/refs?service=git-upload-pack", status=404).body
     git.get("/mallory/loot-git.git/info/refs?service=git-upload-pack", status=200)
 
-    web = webtest.TestApp(WebApp(site.accounts, site.storage, site.policy(None), "https://example.test"),
+    web = webtest.TestApp(site.decided(WebApp(site.accounts, site.storage, "https://example.test"), None),
                           extra_environ={"REMOTE_USER": "alice"})
     for vcs in ("hg", "git"):
         web.get(f"/alice/notes-{vcs}", status=404)

@@ -11,9 +11,9 @@ from tests.hostd.conftest import Site
 
 
 def _app(site: Site, user: str | None = None) -> webtest.TestApp:
-    app = WebApp(site.accounts, site.storage, site.policy(None), "https://example.test")
+    app = WebApp(site.accounts, site.storage, "https://example.test")
     extra = {"REMOTE_USER": user} if user else {}
-    return webtest.TestApp(app, extra_environ=extra)
+    return webtest.TestApp(site.decided(app, None), extra_environ=extra)
 
 
 def test_index_lists_public_and_own_repositories(site: Site) -> None:
@@ -38,8 +38,22 @@ def test_repository_page_shows_clone_url_refs_and_commits(site: Site, vcs: str) 
 
 
 def test_unknown_page_is_not_found(site: Site) -> None:
+    site.repo("alice", "proj", "git", public=True)
     _app(site).get("/alice/nothing", status=404)
     _app(site).get("/a/b/c", status=404)
+    _app(site).get("/alice/proj/commits", status=404)
+
+
+def test_the_page_shows_the_repository_the_decision_carries(site: Site) -> None:
+    """The row singlemalt's policy read is the one shown: the app does not look it up again."""
+    site.repo("alice", "proj", "git", public=True)
+    app = webtest.TestApp(WebApp(site.accounts, site.storage, "https://example.test"))
+    # No decision (no singlemalt in front): nothing is served.
+    app.get("/alice/proj", status=404)
+    carried = site.policy(None).resolve("alice/proj")
+    assert carried is not None
+    page = app.get("/alice/proj", extra_environ={"singlemalt.decision": Allowed("test", resource=carried)})
+    assert "git clone https://example.test/alice/proj.git" in page.text
 
 
 @pytest.mark.parametrize("vcs", ["git", "hg"])
