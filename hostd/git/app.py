@@ -54,7 +54,6 @@ from hostd.git.body import (
     mib,
     prepare_body,
 )
-from hostd.git.inflight import InFlight
 from hostd.git.pushwire import read_commands
 from hostd.git.receive import PushRecorder, ReceivePack, respond_refused
 from hostd.git.refstate import PerRefState
@@ -92,14 +91,12 @@ class GitApp:
         pushlog: PushLog | None = None,
         upload_pack: UploadPack | None = None,
         receive_pack: ReceivePack | None = None,
-        inflight: InFlight | None = None,
     ) -> None:
         self.storage = storage
         self.max_request_bytes = max_request_bytes
         self.pushlog = pushlog
         self.upload_pack = upload_pack
         self.receive_pack = receive_pack
-        self.inflight = inflight
         self.adverts = upload_pack.adverts if upload_pack is not None else PerRefState()
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:

@@ -18,6 +18,7 @@ from dulwich.protocol import pkt_line
 from webob import exc
 
 from hostd.git.body import BoundedBody, RequestTooLarge, mib
+from hostd.git.process import read_head
 from hostd.responses import text_error
 
 #: The most ref-command bytes read before git starts (held in memory): about 300,000 refs.
@@ -55,11 +56,11 @@ def read_commands(body: BoundedBody) -> Commands:
     capabilities: frozenset[bytes] = frozenset()
     size = 0
     while True:
-        header = _read_exactly(body, 4)
+        header = read_head(body, 4)
         length = int(header, 16) if len(header) == 4 and _is_hex(header) else -1
         if length < 0 or 0 < length < 4:
             raise text_error(exc.HTTPBadRequest, "The receive-pack request is not pkt-lines.")
-        payload = _read_exactly(body, length - 4) if length else b""
+        payload = read_head(body, length - 4) if length else b""
         if len(payload) != max(length - 4, 0):
             raise text_error(exc.HTTPBadRequest, "The receive-pack request was cut off.")
         size += 4 + len(payload)
@@ -79,18 +80,6 @@ def read_commands(body: BoundedBody) -> Commands:
 
 def _is_hex(data: bytes) -> bool:
     return all(c in b"0123456789abcdefABCDEF" for c in data)
-
-
-def _read_exactly(body: BoundedBody, size: int) -> bytes:
-    parts: list[bytes] = []
-    have = 0
-    while have < size:
-        data = body.read(size - have)
-        if not data:
-            break
-        parts.append(data)
-        have += len(data)
-    return b"".join(parts)
 
 
 def refusal_report(commands: Commands, reason: str) -> bytes:

@@ -129,7 +129,7 @@ def git_app(settings: Settings | None = None) -> Any:
     # Pushes go to git's receive-pack wherever fetches go to git's upload-pack.
     receives = ReceivePack(uploads.git, inflight=inflight) if uploads is not None else None
     app = GitApp(services.storage, max_request_bytes=services.settings.max_push_bytes,
-                 pushlog=pushlog, upload_pack=uploads, receive_pack=receives, inflight=inflight)
+                 pushlog=pushlog, upload_pack=uploads, receive_pack=receives)
     return _guard(services, _read_only(services, app), classify_git, policy)
 
 
