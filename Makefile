@@ -4,15 +4,15 @@
 PYTHON     ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
-OS_TOOLS   := haproxy memcached git ss
-OS_PKGS    := haproxy memcached git iproute2
+OS_TOOLS   := haproxy memcached git ss pg_ctlcluster
+OS_PKGS    := haproxy memcached git iproute2 postgresql
 STAMP      := $(VENV)/.installed
 export HOSTD_DATA ?= $(CURDIR)/var
 
 BENCH_TOOLS := nginx fcgiwrap wrk
 BENCH_PKGS  := nginx fcgiwrap wrk
 
-.PHONY: install os-deps bench-deps run up down test check-routes bench lint clean reload chaos soak attack
+.PHONY: install os-deps bench-deps run up down test test-external-db check-routes bench lint clean reload chaos soak attack
 MINUTES    ?= 5
 
 install: os-deps $(STAMP)
@@ -34,7 +34,7 @@ fi
 endef
 
 os-deps:
-	$(call ensure-packages,$(OS_TOOLS),$(OS_PKGS),haproxy memcached)
+	$(call ensure-packages,$(OS_TOOLS),$(OS_PKGS),haproxy memcached postgresql)
 
 # Only `make bench` needs the reference servers (nginx, fcgiwrap) and wrk.
 bench-deps:
@@ -61,8 +61,14 @@ reload: install
 test: install lint
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_SOAK_SECONDS=10 $(PY) -m pytest -q --cov=singlemalt --cov-report=term-missing:skip-covered --cov-fail-under=100 tests
 
+# The whole suite again, with every database (the stacks' too) on a
+# PostgreSQL given by HOSTD_DATABASE_URL, as an operator's would be: CI runs
+# this after `make test`.
+test-external-db: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_SOAK_SECONDS=10 $(PY) -m tests.external_db -- $(PY) -m pytest -q -p no:cacheprovider tests
+
 chaos: install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m pytest -q -s tests/chaos/test_faults.py
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_CHAOS_ALL=1 $(PY) -m pytest -q -s tests/chaos/test_faults.py tests/chaos/test_database_outage.py tests/chaos/test_memcached_cluster.py
 
 soak: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_SOAK_SECONDS=$$(( $(MINUTES) * 60 )) $(PY) -m pytest -q -s tests/chaos/test_soak.py

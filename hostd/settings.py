@@ -11,10 +11,14 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The role and database of the stack-managed PostgreSQL.
+DATABASE_ROLE = "hostd"
+DATABASE_NAME = "hostd"
 #: The ``HOSTD_TRUSTED_PROXIES`` entry for peers on the pools' unix sockets.
 UNIX_SOCKET = "unix"
 
@@ -63,14 +67,40 @@ class Settings:
     #: (git where it is installed).
     git_pack: str = "auto"
     public_host: str = "127.0.0.1"
+    #: An existing PostgreSQL (a libpq URL, ``HOSTD_DATABASE_URL``); None:
+    #: the stack runs its own cluster in :attr:`postgres_dir`, on a unix
+    #: socket only.
+    database_url: str | None = field(default=None, repr=False)
+    #: The memcached nodes every pool shares (``HOSTD_MEMCACHED``,
+    #: ``host:port[,host:port...]``); empty: the stack's own, on
+    #: :attr:`memcached_server`.
+    memcached_nodes: tuple[str, ...] = ()
 
     @property
     def repo_root(self) -> Path:
         return self.data_dir / "repos"
 
     @property
-    def database(self) -> Path:
+    def legacy_database(self) -> Path:
+        """The SQLite file of releases before PostgreSQL: imported once, then kept aside."""
         return self.data_dir / "hostd.db"
+
+    @property
+    def postgres_dir(self) -> Path:
+        """The stack-managed PostgreSQL cluster: its data, and its unix socket."""
+        return self.data_dir / "postgres"
+
+    @property
+    def managed_database(self) -> bool:
+        """Whether the stack runs the database itself (no ``HOSTD_DATABASE_URL``)."""
+        return self.database_url is None
+
+    @property
+    def database(self) -> str:
+        """The libpq URL of hostd's database."""
+        if self.database_url is not None:
+            return self.database_url
+        return f"postgresql://{DATABASE_ROLE}@/{DATABASE_NAME}?host={quote(str(self.postgres_dir), safe='/')}"
 
     @property
     def secret_file(self) -> Path:
@@ -94,7 +124,16 @@ class Settings:
 
     @property
     def memcached_server(self) -> tuple[str, int]:
+        """The stack's own memcached node (used when ``HOSTD_MEMCACHED`` is unset)."""
         return (self.bind, self.ports.memcached)
+
+    @property
+    def memcached(self) -> tuple[str, ...]:
+        """Every memcached node the pools spread their keys over, as ``host:port``."""
+        if self.memcached_nodes:
+            return self.memcached_nodes
+        host, port = self.memcached_server
+        return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}",)
 
     @property
     def base_url(self) -> str:
@@ -139,6 +178,8 @@ class Settings:
             max_push_bytes=_positive(env, "HOSTD_MAX_PUSH_BYTES", 2 * 1024**3),
             git_pack=_choice(env, "HOSTD_GIT_PACK", ("auto", "git", "dulwich")),
             public_host=env.get("HOSTD_PUBLIC_HOST", bind),
+            database_url=_database_url(env),
+            memcached_nodes=_memcached_nodes(env),
         )
 
 
@@ -180,3 +221,22 @@ def _address(name: str, value: str) -> None:
         ipaddress.ip_address(value)
     except ValueError:
         raise SettingsError(f"{name}={value!r} is not an IP address") from None
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("HOSTD_DATABASE_URL", "").strip()
+    if not url:
+        return None
+    if not url.startswith(("postgresql://", "postgres://")):
+        # Never echo the value: a URL may carry a password.
+        raise SettingsError("HOSTD_DATABASE_URL must be a postgresql:// URL")
+    return url
+
+
+def _memcached_nodes(env: Mapping[str, str]) -> tuple[str, ...]:
+    nodes = tuple(node.strip() for node in env.get("HOSTD_MEMCACHED", "").split(",") if node.strip())
+    for node in nodes:
+        host, sep, port = node.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"HOSTD_MEMCACHED: {node!r} is not host:port")
+    return nodes

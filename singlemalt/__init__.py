@@ -7,7 +7,7 @@ then calls the wrapped app.  See ``singlemalt/README.md`` and
 :mod:`singlemalt.middleware`.
 """
 
-from singlemalt.authorize import Allowed, Authorizer, Decision, Denied
+from singlemalt.authorize import Allowed, Authorizer, Decision, Denied, Unavailable
 from singlemalt.cache import VerificationCache
 from singlemalt.challenge import DEFAULT_DRAIN_LIMIT
 from singlemalt.checkbudget import CheckBudget
@@ -61,6 +61,7 @@ __all__ = [
     "Target",
     "TokenRecord",
     "TooManyChecks",
+    "Unavailable",
     "UserRecord",
     "VerificationCache",
     "Verifier",

@@ -24,6 +24,17 @@ found to the app, so the app does not look it up again::
     return Allowed("owner", resource=repo)
 
 The app reads it as ``environ["singlemalt.decision"].resource``.
+
+When the answer depends on something that is down (the database behind the
+credential store or the authorizer), neither allowing nor denying is right:
+raise :class:`Unavailable` from the store or the authorizer, and the
+middleware answers 503 with ``Retry-After`` and the reason::
+
+    except DatabaseDown:
+        raise Unavailable("the database is down; try again shortly", retry_after=5) from None
+
+It is not a failed login (the throttle does not count it) and not a
+decision: the client is told to come back.
 """
 
 from __future__ import annotations
@@ -62,6 +73,22 @@ class Denied:
 
 
 Decision = Allowed | Denied
+
+
+class Unavailable(Exception):
+    """Cannot decide now; raised by a credential store or an authorizer.
+
+    The middleware answers 503 with ``reason`` (shown to the git or hg user)
+    and ``Retry-After: retry_after`` (seconds), logs it, and does not count
+    it as a failed login.
+    """
+
+    def __init__(self, reason: str, *, retry_after: int = 5) -> None:
+        if retry_after <= 0:
+            raise ValueError("retry_after must be positive")
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
 
 
 class Authorizer(Protocol):

@@ -72,6 +72,13 @@ def too_many_requests(retry_after: int, reason: str = "too many failed logins") 
     return response
 
 
+def unavailable(reason: str, retry_after: int) -> webob.exc.HTTPException:
+    """503: the decision cannot be made now (:class:`singlemalt.Unavailable`); retry after ``retry_after`` s."""
+    response = _plain(webob.exc.HTTPServiceUnavailable, reason, reason_phrase=True)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def reply(
     environ: WSGIEnvironment,
     start_response: StartResponse,

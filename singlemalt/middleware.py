@@ -19,7 +19,10 @@ Everything else is answered here: 400 for requests the classifier refuses,
 401 with a Basic challenge for anonymous requests that are not allowed and
 for wrong credentials, 403 with a reason when the user may know the
 repository exists, 404 when they may not, and 429 while a client or
-username is locked out after failed logins.  One log line per request
+username is locked out after failed logins, and 503 with ``Retry-After``
+when the credential store or the authorizer raises
+:class:`~singlemalt.authorize.Unavailable` (cannot decide now; not a failed
+login).  One log line per request
 records the decision and its reason, never a secret.
 """
 
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING, NoReturn
 import webob.exc
 
 from singlemalt import challenge
-from singlemalt.authorize import Allowed, Authorizer, Denied
+from singlemalt.authorize import Allowed, Authorizer, Denied, Unavailable
 from singlemalt.credentials import BasicCredentials, Credentials, parse_authorization
 from singlemalt.identity import REMOTE_USER, Identity, Scope
 from singlemalt.proxy import NO_PROXIES, Client, ProxyTrust
@@ -168,7 +171,10 @@ class SingleMalt:
 
     def _enforce(self, request: _Request, identity: Identity | None, target: Target) -> Allowed:
         """Ask the authorizer, apply the token scope, and refuse what is not allowed."""
-        decision = self.authorize(identity, target)
+        try:
+            decision = self.authorize(identity, target)
+        except Unavailable as error:
+            self._unavailable(request, error)
         if not isinstance(decision, Allowed | Denied):
             # Default deny: only an explicit Allowed lets a request through.
             decision = Denied(f"authorizer returned {type(decision).__name__}, not a decision")
@@ -205,6 +211,9 @@ class SingleMalt:
                 permit = functools.partial(self.throttle.may_check, address)
         try:
             identity = self.verifier.verify(credentials, permit=permit)
+        except Unavailable as error:
+            # Nothing was decided: not a failed login, and not a success.
+            self._unavailable(request, error)
         except TooManyChecks:
             reason = "too many sign-ins with new credentials from your address; retry in a few seconds"
             self._refuse(request, "throttled", reason, challenge.too_many_requests(2, reason), level=logging.WARNING)
@@ -216,6 +225,10 @@ class SingleMalt:
         if self.throttle is not None:
             self.throttle.passed(address, credentials)
         return identity
+
+    def _unavailable(self, request: _Request, error: Unavailable) -> NoReturn:
+        self._refuse(request, "unavailable", error.reason,
+                     challenge.unavailable(error.reason, error.retry_after), level=logging.WARNING)
 
     def _apply_proxy(self, environ: WSGIEnvironment) -> Client:
         """Replace the peer address and scheme with the client's, like Werkzeug's ProxyFix."""

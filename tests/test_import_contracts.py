@@ -73,13 +73,15 @@ def test_unmodified_copy_keeps_every_contract(tmp_path: Path) -> None:
         # Also a floor broken: the leaves sit under the stores.
         ("hostd/logsetup.py", "import hostd.store.flags", {LOGGING, FLOORS}),
         ("hostd/logsetup.py", "import pymemcache", {LOGGING}),
+        ("hostd/logsetup.py", "import psycopg", {LOGGING}),
         # Indirect: singlemalt's package imports its memcache module.
         ("hostd/logsetup.py", "from singlemalt import Scope", {LOGGING}),
         ("singlemalt/target.py", "import hostd.names", {LIBRARY}),
     ],
     ids=["pool-app-imports-operations", "leaf-imports-store", "pool-imports-another-pool",
          "operations-import-serving", "leaf-imports-leaf", "cycle-inside-a-package",
-         "logsetup-imports-flags", "logsetup-imports-pymemcache", "logsetup-imports-memcache-indirectly",
+         "logsetup-imports-flags", "logsetup-imports-pymemcache", "logsetup-imports-psycopg",
+         "logsetup-imports-memcache-indirectly",
          "singlemalt-imports-hostd"],
 )
 def test_violation_breaks_the_contract(tmp_path: Path, module: str, line: str, contracts: set[str]) -> None:

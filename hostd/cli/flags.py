@@ -27,12 +27,12 @@ def cmd_flag_set(args: argparse.Namespace) -> None:
     value = args.value == "on"
     secret = settings.secret_file.read_bytes()  # before the write: an unreadable secret changes nothing
     FlagStore(installation.database).set(flag, value)
-    host, port = settings.memcached_server
-    shared = SharedFlags(SafeMemcache(f"{host}:{port}"), secret)
+    nodes = ", ".join(settings.memcached)
+    shared = SharedFlags(SafeMemcache(list(settings.memcached)), secret)
     if shared.publish(flag, value):
         print(f"flag {flag.name} is {args.value}; every worker sees it within {LOCAL_TTL:g} s")
     else:
-        print(f"flag {flag.name} is {args.value} in the database; memcached at {host}:{port} was not "
+        print(f"flag {flag.name} is {args.value} in the database; memcached at {nodes} was not "
               f"updated, so workers see it within {SHARED_TTL + LOCAL_TTL:g} s")
 
 

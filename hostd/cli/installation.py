@@ -4,9 +4,8 @@ The data directory comes from ``--data`` (anywhere on the command line, see
 :func:`hostd.cli.args.data_dir`), else ``$HOSTD_DATA``, else ``var/`` in the
 checkout (:meth:`hostd.settings.Settings.from_env`).
 
-An installation *exists* when its data directory holds the account database
-(``hostd.db``): ``hostd init`` writes it after the secret and the
-certificates, and no other command creates it. Every command but ``init``
+An installation *exists* when its data directory holds the server secret
+(``secret``), which only ``hostd init`` (or ``make up``) writes. Every command but ``init``
 goes through :func:`open_installation`, which refuses any other directory
 in one line, so a mistyped ``--data`` changes nothing and creates nothing.
 """
@@ -55,7 +54,19 @@ def open_installation(args: argparse.Namespace) -> Installation:
     to date).
     """
     settings = settings_for(args)
-    if not settings.database.is_file():
-        missing = settings.data_dir if not settings.data_dir.is_dir() else settings.database
+    if not settings.secret_file.is_file():
+        missing = settings.data_dir if not settings.data_dir.is_dir() else settings.secret_file
         raise NotInstalled(settings.data_dir, missing)
-    return Installation(settings, Database(settings.database))
+    database = Database(settings.database, max_size=1)
+    _opened.append(database)
+    return Installation(settings, database)
+
+
+#: The databases this process's commands opened, closed by :func:`close_databases`.
+_opened: list[Database] = []
+
+
+def close_databases() -> None:
+    """Close every database a command opened (``hostd.cli.main`` does, after each command line)."""
+    while _opened:
+        _opened.pop().close()

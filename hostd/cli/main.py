@@ -17,18 +17,22 @@ command, but with the status argparse gives every other usage error.
 from __future__ import annotations
 
 import importlib.metadata
-import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hostd.cli import accounts, flags, init, pool, reap, repos
+import psycopg
+
+from hostd.cli import accounts, db, flags, init, pool, reap, repos
 from hostd.cli.args import HostdParser, new_parser
 from hostd.cli.errors import CommandError, NotInstalled, UsageError
+from hostd.cli.installation import close_databases
 from hostd.ops.haproxy import StackError
 from hostd.settings import SettingsError
 from hostd.store.accounts import AccountError
+from hostd.store.database import DatabaseUnavailable
 from hostd.store.flags import FlagError
+from hostd.store.legacy import LegacyImportError
 from hostd.store.storage import StorageError
 
 EXIT_OK = 0
@@ -42,7 +46,7 @@ class ExitCode:
     """One row of the table: errors of ``kind`` exit with ``code``.
 
     ``label`` prefixes messages that do not say where they come from
-    (SQLite's "database is locked"), or stands for an empty one.
+    (psycopg's "connection refused"), or stands for an empty one.
     """
 
     kind: type[BaseException]
@@ -60,7 +64,9 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(FlagError, EXIT_FAILED),
     ExitCode(StackError, EXIT_FAILED),  # and PoolError: HAProxy refused, or is not running
     ExitCode(SettingsError, EXIT_FAILED),  # a HOSTD_* variable hostd cannot use
-    ExitCode(sqlite3.Error, EXIT_FAILED, "database"),
+    ExitCode(LegacyImportError, EXIT_FAILED),  # hostd init: the SQLite file of an older release
+    ExitCode(DatabaseUnavailable, EXIT_FAILED, "database unreachable"),
+    ExitCode(psycopg.Error, EXIT_FAILED, "database"),
     ExitCode(OSError, EXIT_FAILED),
     ExitCode(KeyboardInterrupt, EXIT_INTERRUPTED, "interrupted"),
 )
@@ -98,7 +104,7 @@ def build_parser() -> HostdParser:
                         help="print hostd's version and exit")
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands",
                                 help="what to do (hostd COMMAND --help for each)")
-    for module in (init, accounts, repos, flags, pool, reap):
+    for module in (init, accounts, repos, flags, db, pool, reap):
         module.register(top)
     return parser
 
@@ -140,7 +146,10 @@ def _run(parser: HostdParser, arguments: list[str]) -> int:
         args = parser.parse_args(arguments)
     except SystemExit as done:  # --help or --version: printed, nothing to run
         return done.code if isinstance(done.code, int) else EXIT_OK
-    args.func(args)
+    try:
+        args.func(args)
+    finally:
+        close_databases()
     return EXIT_OK
 
 

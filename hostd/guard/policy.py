@@ -6,16 +6,51 @@ the hg pool only hg ones, so a name that is a repository of the other kind is
 
 The repository row the policy reads to decide travels with its decision
 (``Allowed.resource``), and the pool apps take it from there with
-:func:`decided_repository`: a request reads its row once.
+:func:`decided_repository`: a request reads its row once. The policy reads
+through :class:`hostd.store.records.Records` in the pools, so a warm request
+reads nothing from the database at all.
+
+When the database is unreachable, reads are decided from what is cached
+(stale-if-error, see :mod:`hostd.store.records`), but a write never is: a
+push is only let through while the database can be written to, so that a
+push that lands is also recorded, and one that cannot be is refused before
+anything changes with a 503 that says so (:class:`singlemalt.Unavailable`),
+never a 500 or a hang.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, Final, Protocol
 
-from hostd.names import parse_repo_path
-from hostd.store.accounts import Accounts, Level, Repo
-from singlemalt import Action, Allowed, Decision, Denied, Identity, Target
+from hostd.names import RepoName, parse_repo_path
+from hostd.store.accounts import Level, Repo
+from hostd.store.database import DatabaseUnavailable
+from singlemalt import Action, Allowed, Decision, Denied, Identity, Target, Unavailable
+
+log = logging.getLogger(__name__)
+
+#: What a refused push tells the git or hg user (it is also the 503's reason phrase).
+PUSH_UNAVAILABLE: Final = (
+    "hostd's database is unavailable; the push was not accepted, nothing changed; try again shortly"
+)
+READ_UNAVAILABLE: Final = "hostd's database is unavailable; try again shortly"
+#: Seconds a client is told to wait (``Retry-After``).
+RETRY_AFTER: Final = 5
+
+
+class RepositoryRecords(Protocol):
+    """Where the policy reads repositories and grants: :class:`~hostd.store.records.Records`
+    (cached) in the pools, or :class:`~hostd.store.accounts.Accounts`."""
+
+    def repo(self, ref: RepoName) -> Repo | None: ...
+
+    def level(self, username: str | None, repo: Repo) -> Level: ...
+
+
+#: Asked before a write is allowed: None when the database can take it now, else why not.
+WriteCheck = Callable[[], str | None]
 
 
 def decided_repository(environ: dict[str, Any]) -> Repo | None:
@@ -33,9 +68,11 @@ def decided_repository(environ: dict[str, Any]) -> Repo | None:
 class RepositoryPolicy:
     """Decide access to repositories from owners, grants and the public flag."""
 
-    def __init__(self, accounts: Accounts, *, vcs: str | None) -> None:
+    def __init__(self, accounts: RepositoryRecords, *, vcs: str | None,
+                 writable: WriteCheck | None = None) -> None:
         self.accounts = accounts
         self.vcs = vcs
+        self.writable = writable
 
     def resolve(self, path: str) -> Repo | None:
         """The repository a URL path names in this pool, or None."""
@@ -53,6 +90,21 @@ class RepositoryPolicy:
         return repo
 
     def __call__(self, identity: Identity | None, target: Target) -> Decision:
+        write = target.action is Action.WRITE
+        try:
+            decision = self._decide(identity, target)
+        except DatabaseUnavailable:
+            raise Unavailable(PUSH_UNAVAILABLE if write else READ_UNAVAILABLE, retry_after=RETRY_AFTER) from None
+        if write and isinstance(decision, Allowed) and self.writable is not None:
+            problem = self.writable()
+            if problem is not None:
+                # The cache may still say yes; the database must take the
+                # push (and its push-log entry) now, or it is not accepted.
+                log.warning("write to %s refused: %s", target.repository, problem)
+                raise Unavailable(PUSH_UNAVAILABLE, retry_after=RETRY_AFTER)
+        return decision
+
+    def _decide(self, identity: Identity | None, target: Target) -> Decision:
         repo = self.resolve(target.repository)
         if repo is None:
             return Denied(f"no repository {target.repository!r} in this pool")

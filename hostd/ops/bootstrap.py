@@ -1,9 +1,14 @@
 """First-run set-up of a data directory.
 
 Creates, once: the directory tree, the server secret (HMAC key for the
-credential cache), the account database, the local CA and server
-certificate, and a demo user with one git and one hg repository. The demo
-password is generated, stored 0600 in ``demo-password`` and shown once.
+credential cache), the local CA and server certificate, the stack's own
+PostgreSQL cluster (unless ``HOSTD_DATABASE_URL`` names one), and a demo
+user with one git and one hg repository. The demo password is generated,
+stored 0600 in ``demo-password`` and shown once.
+
+Every time: the schema is migrated to the newest revision (``hostd db
+upgrade``), and the SQLite database of an older release, if one is there,
+is imported and set aside (:mod:`hostd.store.legacy`).
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import secrets
 from dataclasses import dataclass, field
 
 from hostd.names import RepoName
+from hostd.ops import postgres
 from hostd.ops.tls import ensure_certificates
 from hostd.settings import Settings
+from hostd.store import legacy, schema
 from hostd.store.accounts import Accounts
 from hostd.store.database import Database
 from hostd.store.storage import Storage
@@ -44,17 +51,44 @@ def initialize(settings: Settings, *, demo: bool = True) -> Demo | None:
     for directory in (data, settings.repo_root, settings.run_dir, settings.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
+    # Private repositories and logs stay private even to a user that may
+    # pass through the data directory (run as root: the cluster's user).
+    os.chmod(settings.repo_root, 0o700)
+    os.chmod(settings.log_dir, 0o700)
     # The pools' unix sockets live here: their directory's permissions are
     # what keeps other local users from speaking to a pool as HAProxy.
     os.chmod(settings.run_dir, 0o700)
+    ensure_certificates(settings.tls_dir, _tls_hosts(settings))
+    if settings.managed_database:
+        postgres.ensure_cluster(settings)
+        with postgres.temporary_server(settings):
+            created = _prepare_database(settings, demo=demo)
+    else:
+        created = _prepare_database(settings, demo=demo)
+    # Last: the secret is what makes a directory an installation for the
+    # command line (hostd.cli.installation), so it exists only once all else does.
     if not settings.secret_file.exists():
         _write_private(settings.secret_file, secrets.token_bytes(32))
-    ensure_certificates(settings.tls_dir, _tls_hosts(settings))
-    fresh = not settings.database.exists()
-    db = Database(settings.database)
-    db.create()
-    if not (fresh and demo):
-        return None
+    return created
+
+
+def _prepare_database(settings: Settings, *, demo: bool) -> Demo | None:
+    """Migrate the schema, import an older release's SQLite file once, and create the demo on a new database."""
+    fresh = schema.current(settings.database) is None
+    schema.upgrade(settings.database)
+    db = Database(settings.database, max_size=1)
+    try:
+        if settings.legacy_database.exists():
+            legacy.import_once(settings.legacy_database, db)
+        elif fresh and demo:
+            return _create_demo(settings, db)
+    finally:
+        db.close()
+    return None
+
+
+def _create_demo(settings: Settings, db: Database) -> Demo:
+    data = settings.data_dir
     accounts = Accounts(db)
     storage = Storage(settings.repo_root)
     password = secrets.token_urlsafe(15)

@@ -20,11 +20,13 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hostd.ops import haproxy, pooladmin
+from hostd.ops import haproxy, pooladmin, postgres
 from hostd.ops.bootstrap import clone_commands, initialize
 from hostd.ops.haproxy import POOLS, PoolError, StackError
 from hostd.ops.haproxy import command as haproxy_command
 from hostd.settings import PROJECT_ROOT, Settings, SettingsError
+from hostd.store.database import DatabaseUnavailable
+from hostd.store.legacy import LegacyImportError
 
 SUPERVISORD_CONF = PROJECT_ROOT / "deploy" / "supervisord.conf"
 
@@ -85,8 +87,14 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_LOG_DIR=str(settings.log_dir),
         HOSTD_VENV_BIN=str(Path(sys.executable).parent),
         HOSTD_HAPROXY=_tool("haproxy"),
-        HOSTD_MEMCACHED=_tool("memcached"),
+        HOSTD_MEMCACHED_BIN=_tool("memcached"),
+        HOSTD_POSTGRES_DIR=str(settings.postgres_dir),
+        **postgres.supervisor_environment(settings),
     )
+    if settings.database_url is not None:
+        env["HOSTD_DATABASE_URL"] = settings.database_url
+    if settings.memcached_nodes:
+        env["HOSTD_MEMCACHED"] = ",".join(settings.memcached_nodes)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
     return env
 
@@ -303,7 +311,8 @@ def main(argv: list[str]) -> int:
         if argv == ["reload"]:
             reload_haproxy(settings)
             return 0
-    except (StackError, SettingsError, subprocess.CalledProcessError) as error:
+    except (StackError, SettingsError, LegacyImportError, DatabaseUnavailable,
+            subprocess.CalledProcessError) as error:
         print(f"hostd: {error}", file=sys.stderr)
         return 1
     print("usage: python -m hostd.ops.stack run|up|down|reload", file=sys.stderr)

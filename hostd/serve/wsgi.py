@@ -6,6 +6,11 @@ this is the only module that turns configuration into objects. Each pool is
 authentication, everything else is decided by singlemalt first. In the git
 and hg pools ``<app>`` is ``ReadOnlyGate(<app>)``, which refuses pushes while
 the ``read_only`` flag is on.
+
+Each process reads accounts, tokens, repositories and grants through one
+:class:`~hostd.store.records.Records` cache, kept true by one
+:class:`~hostd.store.changes.ChangeFeed` (PostgreSQL ``LISTEN``), shared by
+the verifier and the repository policy: a warm request makes no query.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from hostd.guard.readonly import ReadOnlyGate
 from hostd.hg.app import HgApp
 from hostd.settings import UNIX_SOCKET, Settings, SettingsError
 from hostd.store.accounts import Accounts, login_name
+from hostd.store.changes import ChangeFeed
 from hostd.store.database import Database
 from hostd.store.flags import Flags, FlagStore, SharedFlags
 from hostd.store.pushlog import PushLog
+from hostd.store.records import Records
 from hostd.store.storage import Storage
 from hostd.web.app import WebApp, WebPolicy, classify_web
 from singlemalt import (
@@ -45,6 +52,10 @@ from singlemalt import (
 )
 
 REALM = "hostd"
+#: Seconds the change feed must have been connected before a push is let
+#: through without asking the database: longer than a request can wait for
+#: the pool (2 s) plus the circuit breaker's pause (1 s) after an outage.
+SETTLED = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +65,8 @@ class Services:
 
     settings: Settings
     accounts: Accounts
+    records: Records
+    feed: ChangeFeed
     storage: Storage
     verifier: Verifier
     throttle: LoginThrottle
@@ -63,15 +76,20 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     """Wire the account database, memcached, the verifier and the flags together."""
-    db = Database(settings.database)
+    db = Database(settings.database, max_size=settings.threads)
     accounts = Accounts(db)
-    host, port = settings.memcached_server
-    memcache = SafeMemcache(f"{host}:{port}")
+    # One feed per process; its thread starts on the first request (after fork).
+    feed = ChangeFeed(settings.database, on_down=db.mark_down, on_up=db.reset)
+    records = Records(accounts, feed)
+    feed.subscribe(records.invalidate)
+    memcache = SafeMemcache(list(settings.memcached))
     secret = settings.secret_file.read_bytes()
-    verifier = Verifier(accounts, cache=VerificationCache(memcache, secret))
+    verifier = Verifier(records, cache=VerificationCache(memcache, secret))
     return Services(
         settings=settings,
         accounts=accounts,
+        records=records,
+        feed=feed,
         storage=Storage(settings.repo_root),
         verifier=verifier,
         throttle=LoginThrottle(memcache, secret=secret, canonical=login_name),
@@ -100,7 +118,23 @@ def _guard(services: Services, app: Any, classify: Callable[..., Any], authorize
         write_drain_limit=write_drain_limit,
     )
     root = services.settings.repo_root
-    return HealthRoutes(guarded, ready=lambda: storage_problem(root))
+    db = services.accounts.db
+    return HealthRoutes(guarded, ready=lambda: storage_problem(root) or db.ping())
+
+
+def repository_policy(services: Services, vcs: str | None) -> RepositoryPolicy:
+    """Repository access decided from the cached records; pushes only while the database answers."""
+    feed, db = services.feed, services.accounts.db
+
+    def writable() -> str | None:
+        # A feed connected for a while proves the database is up without a
+        # query. Otherwise one SELECT 1 on the pool the push log is written
+        # with (failing fast while it is known down): just after PostgreSQL
+        # is back, that pool may not be, and a push it accepted would land
+        # without its push-log entry.
+        return None if feed.connected_for(SETTLED) else db.ping()
+
+    return RepositoryPolicy(services.records, vcs=vcs, writable=writable)
 
 
 def _services(settings: Settings | None) -> Services:
@@ -122,8 +156,8 @@ def _read_only(services: Services, app: Any) -> ReadOnlyGate:
 def git_app(settings: Settings | None = None) -> Any:
     """The git pool: dulwich smart HTTP (git's upload-pack and receive-pack) behind singlemalt (and read-only mode)."""
     services = _services(settings)
-    policy = RepositoryPolicy(services.accounts, vcs="git")
-    pushlog = PushLog(Database(services.settings.database))
+    policy = repository_policy(services, "git")
+    pushlog = PushLog(services.accounts.db)
     inflight = InFlight.of_run_dir(services.settings.run_dir)
     uploads = upload_pack(services.settings.git_pack, inflight)
     # Pushes go to git's receive-pack wherever fetches go to git's upload-pack.
@@ -149,8 +183,8 @@ def upload_pack(choice: str, inflight: InFlight | None = None) -> UploadPack | N
 def hg_app(settings: Settings | None = None) -> Any:
     """The hg pool: hgweb behind singlemalt (and read-only mode)."""
     services = _services(settings)
-    policy = RepositoryPolicy(services.accounts, vcs="hg")
-    pushlog = PushLog(Database(services.settings.database))
+    policy = repository_policy(services, "hg")
+    pushlog = PushLog(services.accounts.db)
     hg = HgApp(services.storage, pushlog=pushlog, base_url=services.settings.base_url)
     # hg sends a whole push before it reads the answer: a refusal (the 401
     # that makes it ask for a password) must read all of it, up to the push
@@ -163,6 +197,6 @@ def hg_app(settings: Settings | None = None) -> Any:
 def web_app(settings: Settings | None = None) -> Any:
     """The web pool: repository pages behind singlemalt."""
     services = _services(settings)
-    repositories = RepositoryPolicy(services.accounts, vcs=None)
+    repositories = repository_policy(services, None)
     app = WebApp(services.accounts, services.storage, services.settings.base_url)
     return _guard(services, app, classify_web, WebPolicy(repositories))

@@ -14,12 +14,12 @@ owner's account is never accepted.
 from __future__ import annotations
 
 import enum
-import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hostd.names import RepoName, normalize_name
-from hostd.store.database import Database
+from hostd.store.database import Connection, Database
 from singlemalt import IssuedToken, Scope, TokenRecord, UserRecord, canonical_name, hash_password, new_token
 
 
@@ -73,9 +73,10 @@ class Accounts:
         name = normalize_name(username)
         if name is None:
             return None
-        row = self.db.connection().execute(
-            "SELECT name, password_hash, credential_version FROM users WHERE name = ?", (name,)
-        ).fetchone()
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT name, password_hash, credential_version FROM users WHERE name = %s", (name,)
+            ).fetchone()
         if row is None:
             return None
         return UserRecord(row["name"], row["password_hash"], row["credential_version"])
@@ -83,12 +84,13 @@ class Accounts:
     def token(self, token_id: str) -> TokenRecord | None:
         # Security: a token older than its owner's account was issued to an
         # earlier account of that name (its row outlived a delete that did
-        # not cascade, e.g. in a sqlite3 shell): it is not this user's.
-        row = self.db.connection().execute(
-            "SELECT t.id, t.username, t.secret_hash, t.scope, t.expires_at, t.revoked FROM tokens AS t"
-            " JOIN users AS u ON u.name = t.username WHERE t.id = ? AND t.created >= u.created",
-            (token_id,),
-        ).fetchone()
+        # not cascade, or was restored from an older backup): it is not this user's.
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT t.id, t.username, t.secret_hash, t.scope, t.expires_at, t.revoked FROM tokens AS t"
+                " JOIN users AS u ON u.name = t.username WHERE t.id = %s AND t.created >= u.created",
+                (token_id,),
+            ).fetchone()
         if row is None:
             return None
         return TokenRecord(
@@ -104,9 +106,9 @@ class Accounts:
             raise AccountError(f"invalid user name: {text!r}")
         return name
 
-    def _existing_user(self, conn: sqlite3.Connection, text: str) -> str:
+    def _existing_user(self, conn: Connection, text: str) -> str:
         name = self._username(text)
-        if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is None:
+        if conn.execute("SELECT 1 FROM users WHERE name = %s", (name,)).fetchone() is None:
             raise AccountError(f"no such user: {name}")
         return name
 
@@ -114,10 +116,10 @@ class Accounts:
         name = self._username(username)
         _check_password(password)
         with self.db.transaction() as conn:
-            if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+            if conn.execute("SELECT 1 FROM users WHERE name = %s", (name,)).fetchone():
                 raise AccountError(f"user already exists: {name}")
             conn.execute(
-                "INSERT INTO users (name, password_hash, created) VALUES (?, ?, ?)",
+                "INSERT INTO users (name, password_hash, created) VALUES (%s, %s, %s)",
                 (name, hash_password(password), time.time()),
             )
         return name
@@ -128,25 +130,26 @@ class Accounts:
         with self.db.transaction() as conn:
             name = self._existing_user(conn, username)
             conn.execute(
-                "UPDATE users SET password_hash = ?, credential_version = credential_version + 1"
-                " WHERE name = ?",
+                "UPDATE users SET password_hash = %s, credential_version = credential_version + 1"
+                " WHERE name = %s",
                 (new_hash, name),
             )
 
     def delete_user(self, username: str) -> None:
         with self.db.transaction() as conn:
             name = self._existing_user(conn, username)
-            owned = conn.execute("SELECT COUNT(*) FROM repos WHERE owner = ?", (name,)).fetchone()
-            if owned[0]:
-                raise AccountError(f"{name} still owns {owned[0]} repositories; delete them first")
-            # Security: the schema cascades these, but only on connections
-            # with foreign keys on; a re-created user must not inherit them.
-            conn.execute("DELETE FROM tokens WHERE username = ?", (name,))
-            conn.execute("DELETE FROM grants WHERE username = ?", (name,))
-            conn.execute("DELETE FROM users WHERE name = ?", (name,))
+            row = conn.execute("SELECT COUNT(*) AS owned FROM repos WHERE owner = %s", (name,)).fetchone()
+            if row is not None and row["owned"]:
+                raise AccountError(f"{name} still owns {row['owned']} repositories; delete them first")
+            # Security: the schema cascades these; deleted here as well so
+            # that a re-created user can never inherit them.
+            conn.execute("DELETE FROM tokens WHERE username = %s", (name,))
+            conn.execute("DELETE FROM grants WHERE username = %s", (name,))
+            conn.execute("DELETE FROM users WHERE name = %s", (name,))
 
     def users(self) -> list[str]:
-        rows = self.db.connection().execute("SELECT name FROM users ORDER BY name")
+        with self.db.connection() as conn:
+            rows = conn.execute("SELECT name FROM users ORDER BY name").fetchall()
         return [row["name"] for row in rows]
 
     # -- tokens ----------------------------------------------------------------
@@ -158,19 +161,19 @@ class Accounts:
             name = self._existing_user(conn, username)
             conn.execute(
                 "INSERT INTO tokens (id, username, secret_hash, scope, expires_at, created)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (%s, %s, %s, %s, %s, %s)",
                 (issued.token_id, name, issued.secret_hash, scope.value, expires, time.time()),
             )
         return issued
 
     def list_tokens(self, username: str) -> list[TokenInfo]:
-        conn = self.db.connection()
-        name = self._existing_user(conn, username)
-        rows = conn.execute(
-            "SELECT id, scope, created, expires_at, revoked FROM tokens WHERE username = ?"
-            " ORDER BY created",
-            (name,),
-        )
+        with self.db.connection() as conn:
+            name = self._existing_user(conn, username)
+            rows = conn.execute(
+                "SELECT id, scope, created, expires_at, revoked FROM tokens WHERE username = %s"
+                " ORDER BY created",
+                (name,),
+            ).fetchall()
         return [
             TokenInfo(r["id"], r["scope"], r["created"], r["expires_at"], bool(r["revoked"]))
             for r in rows
@@ -178,52 +181,54 @@ class Accounts:
 
     def revoke_token(self, token_id: str) -> None:
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT username FROM tokens WHERE id = ?", (token_id,)).fetchone()
+            row = conn.execute("SELECT username FROM tokens WHERE id = %s", (token_id,)).fetchone()
             if row is None:
                 raise AccountError(f"no such token: {token_id}")
-            conn.execute("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,))
+            conn.execute("UPDATE tokens SET revoked = true WHERE id = %s", (token_id,))
             conn.execute(
-                "UPDATE users SET credential_version = credential_version + 1 WHERE name = ?",
+                "UPDATE users SET credential_version = credential_version + 1 WHERE name = %s",
                 (row["username"],),
             )
 
     # -- repositories and grants ---------------------------------------------
 
     def repo(self, ref: RepoName) -> Repo | None:
-        row = self.db.connection().execute(
-            "SELECT owner, name, vcs, public FROM repos WHERE owner = ? AND name = ?",
-            (ref.owner, ref.name),
-        ).fetchone()
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT owner, name, vcs, public FROM repos WHERE owner = %s AND name = %s",
+                (ref.owner, ref.name),
+            ).fetchone()
         return None if row is None else Repo(row["owner"], row["name"], row["vcs"], bool(row["public"]))
 
     def add_repo(self, ref: RepoName, vcs: str, public: bool) -> Repo:
         with self.db.transaction() as conn:
             self._existing_user(conn, ref.owner)
             if conn.execute(
-                "SELECT 1 FROM repos WHERE owner = ? AND name = ?", (ref.owner, ref.name)
+                "SELECT 1 FROM repos WHERE owner = %s AND name = %s", (ref.owner, ref.name)
             ).fetchone():
                 raise AccountError(f"repository already exists: {ref}")
             conn.execute(
-                "INSERT INTO repos (owner, name, vcs, public, created) VALUES (?, ?, ?, ?, ?)",
-                (ref.owner, ref.name, vcs, int(public), time.time()),
+                "INSERT INTO repos (owner, name, vcs, public, created) VALUES (%s, %s, %s, %s, %s)",
+                (ref.owner, ref.name, vcs, public, time.time()),
             )
         return Repo(ref.owner, ref.name, vcs, public)
 
     def delete_repo(self, ref: RepoName) -> Repo:
         with self.db.transaction() as conn:
             row = conn.execute(
-                "SELECT vcs, public FROM repos WHERE owner = ? AND name = ?", (ref.owner, ref.name)
+                "SELECT vcs, public FROM repos WHERE owner = %s AND name = %s", (ref.owner, ref.name)
             ).fetchone()
             if row is None:
                 raise AccountError(f"no such repository: {ref}")
-            conn.execute("DELETE FROM repos WHERE owner = ? AND name = ?", (ref.owner, ref.name))
+            conn.execute("DELETE FROM repos WHERE owner = %s AND name = %s", (ref.owner, ref.name))
         return Repo(ref.owner, ref.name, row["vcs"], bool(row["public"]))
 
     def repos(self, *, public_only: bool = False) -> list[Repo]:
         sql = "SELECT owner, name, vcs, public FROM repos"
         if public_only:
-            sql += " WHERE public = 1"
-        rows = self.db.connection().execute(sql + " ORDER BY owner, name")
+            sql += " WHERE public"
+        with self.db.connection() as conn:
+            rows = conn.execute(sql + " ORDER BY owner, name").fetchall()
         return [Repo(r["owner"], r["name"], r["vcs"], bool(r["public"])) for r in rows]
 
     def grant(self, username: str, ref: RepoName, level: Level) -> None:
@@ -232,7 +237,7 @@ class Accounts:
             if self._repo_row(conn, ref) is None:
                 raise AccountError(f"no such repository: {ref}")
             conn.execute(
-                "INSERT INTO grants (username, owner, name, level) VALUES (?, ?, ?, ?)"
+                "INSERT INTO grants (username, owner, name, level) VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT (username, owner, name) DO UPDATE SET level = excluded.level",
                 (name, ref.owner, ref.name, level.name.lower()),
             )
@@ -241,7 +246,7 @@ class Accounts:
         with self.db.transaction() as conn:
             name = self._existing_user(conn, username)
             cur = conn.execute(
-                "DELETE FROM grants WHERE username = ? AND owner = ? AND name = ?",
+                "DELETE FROM grants WHERE username = %s AND owner = %s AND name = %s",
                 (name, ref.owner, ref.name),
             )
             if cur.rowcount == 0:
@@ -249,23 +254,34 @@ class Accounts:
 
     def level(self, username: str | None, repo: Repo) -> Level:
         """The access level of a user (None: anonymous) on a repository."""
-        base = Level.READ if repo.public else Level.NONE
-        if username is None:
-            return base
-        if username == repo.owner:
-            return Level.ADMIN
-        row = self.db.connection().execute(
-            "SELECT level FROM grants WHERE username = ? AND owner = ? AND name = ?",
-            (username, repo.owner, repo.name),
-        ).fetchone()
-        return base if row is None else max(base, Level[row["level"].upper()])
+        return access_level(username, repo, lambda name: self.grant_level(name, repo.ref))
+
+    def grant_level(self, username: str, ref: RepoName) -> Level:
+        """What a grant gives a user on a repository (NONE: no grant); ownership and public access aside."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT level FROM grants WHERE username = %s AND owner = %s AND name = %s",
+                (username, ref.owner, ref.name),
+            ).fetchone()
+        return Level.NONE if row is None else Level[row["level"].upper()]
 
     @staticmethod
-    def _repo_row(conn: sqlite3.Connection, ref: RepoName) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = conn.execute(
-            "SELECT vcs FROM repos WHERE owner = ? AND name = ?", (ref.owner, ref.name)
+    def _repo_row(conn: Connection, ref: RepoName) -> dict[str, object] | None:
+        row: dict[str, object] | None = conn.execute(
+            "SELECT vcs FROM repos WHERE owner = %s AND name = %s", (ref.owner, ref.name)
         ).fetchone()
         return row
+
+
+def access_level(username: str | None, repo: Repo, granted: Callable[[str], Level]) -> Level:
+    """A user's level (None: anonymous): public repositories are readable by all, owners are
+    admins, and anyone else has what ``granted(username)`` says, at least what the public has."""
+    base = Level.READ if repo.public else Level.NONE
+    if username is None:
+        return base
+    if username == repo.owner:
+        return Level.ADMIN
+    return max(base, granted(username))
 
 
 def login_name(text: str) -> str:

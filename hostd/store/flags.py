@@ -99,7 +99,8 @@ class FlagStore:
 
     def get(self, name: str) -> bool | None:
         """The stored value, or None if the flag was never set (it has its default)."""
-        row = self.db.connection().execute("SELECT value FROM flags WHERE name = ?", (name,)).fetchone()
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT value FROM flags WHERE name = %s", (name,)).fetchone()
         return None if row is None else bool(row["value"])
 
     def set(self, flag: Flag, value: bool) -> None:
@@ -107,9 +108,9 @@ class FlagStore:
         declared(flag.name)
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT INTO flags (name, value) VALUES (?, ?)"
+                "INSERT INTO flags (name, value) VALUES (%s, %s)"
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (flag.name, int(value)),
+                (flag.name, value),
             )
 
     def states(self) -> list[FlagState]:
@@ -118,7 +119,8 @@ class FlagStore:
         Rows for names no longer declared are ignored: the code decides which
         flags exist.
         """
-        rows = self.db.connection().execute("SELECT name, value FROM flags")
+        with self.db.connection() as conn:
+            rows = conn.execute("SELECT name, value FROM flags").fetchall()
         stored = {row["name"]: bool(row["value"]) for row in rows}
         return [
             FlagState(flag, stored.get(name, flag.default), name in stored)

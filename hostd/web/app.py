@@ -5,7 +5,8 @@ singlemalt as the VCS pools but is never on the path of a clone or push.
 Pages: ``/`` (public repositories, and the signed-in user's own),
 ``/login`` (asks the browser for credentials), ``/OWNER/NAME`` (clone URL,
 refs and recent commits). Private repositories are 404 to everyone without
-read access, exactly like repositories that do not exist.
+read access, exactly like repositories that do not exist. While the
+database is unreachable, a page that needs it is a 503 saying so, not a 500.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from webob import Request, Response, exc
 from hostd.guard.policy import RepositoryPolicy, decided_repository
 from hostd.responses import text_error
 from hostd.store.accounts import Accounts, Repo
+from hostd.store.database import DatabaseUnavailable
 from hostd.store.storage import Storage, StorageError
 from hostd.web.browse import Summary, git_summary, hg_summary
 from singlemalt import Action, Allowed, Decision, Denied, Identity, Malformed, Target
 
 log = logging.getLogger(__name__)
+
+UNAVAILABLE = "hostd's database is unavailable; try again shortly."
 
 
 def classify_web(environ: dict[str, Any]) -> Target | Malformed:
@@ -79,6 +83,10 @@ class WebApp:
             response = self._route(request)
         except exc.HTTPException as error:
             response = error
+        except DatabaseUnavailable as error:
+            log.warning("page %s not served: database unavailable: %s", request.path_info, error)
+            response = text_error(exc.HTTPServiceUnavailable, UNAVAILABLE)
+            response.headers["Retry-After"] = "5"
         return response(environ, start_response)  # type: ignore[no-any-return]
 
     def _route(self, request: Request) -> Response:

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from tests.ports import free_ports
@@ -96,6 +97,22 @@ class Stats:
             return ordered[min(len(ordered) - 1, max(0, round(p * len(ordered)) - 1))] / 1000
 
         return cls(len(ordered), rank(0.5), rank(0.95), ordered[-1] / 1000)
+
+
+def traversable(path: Path, top: Path) -> None:
+    """Let the stack's own PostgreSQL pass through ``path`` and its parents up to ``top`` (inclusive).
+
+    Run as root, the stack's cluster runs as the ``postgres`` user, which
+    must reach ``<data>/postgres`` (hostd refuses to start otherwise); the
+    benchmark keeps its stacks under the project's ``var/``, which is 0700.
+    Traversal only (o+x, never listing), and only as root.
+    """
+    if os.geteuid() != 0:
+        return
+    for place in [path, *path.parents]:
+        place.chmod(place.stat().st_mode | 0o001)
+        if place == top:
+            return
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -66,6 +66,10 @@ class Results:
     notes: dict[tuple[Metric, str], str] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     remarks: list[str] = field(default_factory=list)
+    #: Markdown sections a scenario writes itself (a table of another shape), shown after the groups.
+    sections: list[str] = field(default_factory=list)
+    #: Rows of the targets table a scenario judged itself (target, one cell per pair, verdict).
+    verdicts: list[list[object]] = field(default_factory=list)
 
     def new_round(self) -> None:
         """Samples added from now on belong to a new round (one run of every side, back to back)."""
@@ -205,11 +209,14 @@ def targets_table(results: Results, targets: Sequence[Target], extra: Sequence[S
 
 def render(results: Results, targets: Sequence[Target], *, title: str, preamble: Sequence[str],
            extra_targets: Sequence[Sequence[object]] = (), appendix: Sequence[str] = ()) -> str:
-    """The whole RESULTS.md: preamble, a table per group, the targets, the appendix."""
+    """The whole RESULTS.md: preamble, a table per group, scenarios' own sections, the targets, the appendix."""
     parts = [f"# {title}", "", *preamble, ""]
     for group in groups(results):
         parts += [f"## {group}", "", group_table(results, group), ""]
-    parts += ["## Targets (issues 7 and 16)", "", targets_table(results, targets, extra_targets), ""]
+    for section in results.sections:
+        parts += [section.rstrip(), ""]
+    parts += ["## Targets (issues 7, 16 and 17)", "",
+              targets_table(results, targets, [*extra_targets, *results.verdicts]), ""]
     if results.remarks:
         parts += ["## Remarks", "", *(f"- {remark}" for remark in results.remarks), ""]
     if results.failures:

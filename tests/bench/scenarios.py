@@ -41,6 +41,7 @@ from tests.bench.harness import (
 )
 from tests.bench.partial import clone_partial
 from tests.bench.procmem import PeakSampler, process_table
+from tests.bench.queries import queries
 from tests.bench.report import FLOOR, OURS_POOL, OURS_TLS, REF_PLAIN, REF_TLS, Metric
 from tests.bench.sides import OWNER
 
@@ -294,4 +295,5 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "concurrent": concurrent,
     "maintain": maintain,
     "clone-large": clone_large,
+    "queries": queries,
 }

@@ -123,6 +123,10 @@ class CountingClient:
         self.calls += 1
         return self.inner.touch(key, expire, noreply=noreply)
 
+    def close(self) -> Any:
+        """Close the pool's connections (not a round trip: not counted)."""
+        return self.inner.close()
+
 
 class MemoryStore:
     """A CredentialStore in a dict: one user, no tokens."""
@@ -185,8 +189,8 @@ class Worlds:
         return World(app, verifier, client)
 
 
-def request(path: str, *, password: str | None = None) -> dict[str, Any]:
-    """A git info/refs GET as HAProxy forwards it to a pool."""
+def request(path: str, *, password: str | None = None, user: str = USER) -> dict[str, Any]:
+    """A git info/refs GET as HAProxy forwards it to a pool (with ``user``'s Basic credentials if ``password``)."""
     environ: dict[str, Any] = {
         "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path,
         "QUERY_STRING": "service=git-upload-pack", "SERVER_NAME": "127.0.0.1",
@@ -197,7 +201,7 @@ def request(path: str, *, password: str | None = None) -> dict[str, Any]:
         "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
     }
     if password is not None:
-        token = base64.b64encode(f"{USER}:{password}".encode()).decode("ascii")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         environ["HTTP_AUTHORIZATION"] = f"Basic {token}"
     return environ
 

@@ -67,7 +67,8 @@ def extra_targets(results: Results, plan: Plan, slow: int | None, seconds: float
     rows.append(["authentication with a warm cache: no slow hash per clone or push after the first (pool logs)",
                  "—", "—", verdict])
     rows.append(["authentication with a warm cache: < 0.5 ms per request", "—", "—",
-                 "measured by tests.bench.singlemalt_bench (tests/bench/RESULTS-singlemalt.md)"])
+                 "measured by tests.bench.singlemalt_bench: part A, and A2 over hostd's store on PostgreSQL "
+                 "(tests/bench/RESULTS-singlemalt.md)"])
     rows.append([f"push of 1 GiB through HAProxy, {' and '.join(bigpush.HTTP_VERSIONS)}: succeeds, and the git "
                  f"worker's peak memory growth < {bigpush.LIMIT_MIB:.0f} MiB", "—", "—", big_push_verdict(results)])
     rows.append([f"partial clones ({', '.join(f'--filter={spec}' for spec in partial.FILTERS)}): served, "

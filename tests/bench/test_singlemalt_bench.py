@@ -9,14 +9,22 @@ from __future__ import annotations
 import pytest
 
 from singlemalt import PasswordHasher
-from tests.bench.singlemalt_bench import WARM_CASE, part_a
+from tests.bench import singlemalt_postgres
+from tests.bench.singlemalt_bench import WARM_CASE, part_a, part_a_postgres
 from tests.bench.singlemalt_inprocess import Limits, Result, run
+
+TINY = Limits(requests=20, seconds=1.0, slow_requests=2, hung_requests=1)
 
 
 @pytest.fixture(scope="module")
 def results() -> list[Result]:
     cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    return run(Limits(requests=20, seconds=1.0, slow_requests=2, hung_requests=1), hasher=cheap)
+    return run(TINY, hasher=cheap)
+
+
+@pytest.fixture(scope="module")
+def on_postgres() -> tuple[list[singlemalt_postgres.Result], str | None]:
+    return singlemalt_postgres.run(TINY)
 
 
 def test_every_case_runs(results: list[Result]) -> None:
@@ -43,3 +51,26 @@ def test_report_renders(results: list[Result]) -> None:
     text = part_a(results)
     assert "| case | requests | median µs |" in text
     assert WARM_CASE in text
+
+
+def test_hostd_store_on_postgres_warm_requests_verify_and_query_nothing(
+        on_postgres: tuple[list[singlemalt_postgres.Result], str | None]) -> None:
+    results, problem = on_postgres
+    assert problem is None  # the tests' cluster preloads pg_stat_statements
+    assert [result.case for result in results][0] == singlemalt_postgres.OWNER_CASE
+    for result in results:
+        assert result.stats.count >= 1
+        assert result.slow_per_request == 0
+        if singlemalt_postgres.counterfactual(result):
+            # Without the record cache every request reads its records: the count would see a regression.
+            assert result.queries_per_request is not None and result.queries_per_request >= 2
+        else:
+            # Issue 17: users, repositories and grants come from the record cache when warm.
+            assert result.queries_per_request == 0, result.statements
+
+
+def test_postgres_report_renders(on_postgres: tuple[list[singlemalt_postgres.Result], str | None]) -> None:
+    text = part_a_postgres(*on_postgres, baseline_us=1.0)
+    assert "## A2. Warm authentication over hostd's store on PostgreSQL" in text
+    assert singlemalt_postgres.OWNER_CASE in text
+    assert "DB queries / req" in text

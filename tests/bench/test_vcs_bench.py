@@ -172,7 +172,7 @@ def test_render_has_every_section() -> None:
     results.failures.append("push: it broke")
     text = render(results, [Target("clone ≤ 1.2×", CLONE, 1.2)], title="T", preamble=["how"],
                   extra_targets=[["all succeed", "—", "—", "met"]], appendix=["## Time taken"])
-    for part in ("# T\n", "\nhow\n", "## git: clone\n", "## Targets (issues 7 and 16)",
+    for part in ("# T\n", "\nhow\n", "## git: clone\n", "## Targets (issues 7, 16 and 17)",
                  "| clone ≤ 1.2× | 1.00× | — | met |", "| all succeed | — | — | met |", "- clone-large: skipped",
                  "## Failures\n\n- push: it broke",
                  "## Time taken"):

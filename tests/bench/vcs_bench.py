@@ -14,6 +14,10 @@ pool's gunicorn in plain HTTP; ``git http-backend`` under fcgiwrap behind
 nginx with TLS and in plain HTTP (``hg serve`` behind the same nginx, for
 hg), asking for the same password the same way; and the local floor
 (``git clone --no-local file://``, ``hg clone --pull`` from a path).
+The ``queries`` scenario (:mod:`tests.bench.queries`, issue 17) adds a
+section of its own: database queries per HTTP request of warm clones and
+pushes.  :mod:`tests.bench.compare` puts two reports' ratios side by side
+(SQLite's and PostgreSQL's, say).
 
 Exit status: 0 when everything ran (whether or not the targets are met; the
 report says which are), 1 when a scenario failed to run.
@@ -38,7 +42,7 @@ from hostd.ops.haproxy import StackError
 from hostd.settings import PROJECT_ROOT
 from tests.bench import scenarios as sc
 from tests.bench.clientops import Runner
-from tests.bench.common import BenchError, machine
+from tests.bench.common import BenchError, machine, traversable
 from tests.bench.harness import CHANGING, FLASK, FLASK_HG, HG_PUSH, LARGE, MIB, REFS, REFS_MAINTAIN, Bench, Plan
 from tests.bench.interference import SHARE, SLACK, Monitor, OwnCgroup
 from tests.bench.partial import allow_filters
@@ -210,6 +214,8 @@ class Outcome:
 def start(inputs: BenchInputs, plan: Plan, results: Results, monitor: Monitor,
           cleanup: contextlib.ExitStack) -> tuple[Stack, Bench]:
     """Our stack and the reference servers up (stopped by ``cleanup``), each with its copies of the inputs."""
+    (WORK / "ours").mkdir()
+    traversable(WORK / "ours", PROJECT_ROOT / "var")
     with contextlib.redirect_stdout(sys.stderr):
         running = start_stack(WORK / "ours", HOSTD_MAX_PUSH_BYTES=str(MAX_PUSH_BYTES))
     cleanup.callback(stop_stack, running)

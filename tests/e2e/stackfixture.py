@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
+
 from hostd.ops import haproxy, stack
 from hostd.settings import Settings
+from tests import pg
 from tests.ports import free_ports
 
 VENV_BIN = Path(sys.executable).parent
@@ -99,9 +102,11 @@ class Stack:
     def forget_failed_logins(self) -> None:
         """Reset both brute-force counters (singlemalt's in memcached, HAProxy's
         stick table): every client in these tests shares 127.0.0.1."""
-        with socket.create_connection(self.settings.memcached_server, timeout=5) as conn:
-            conn.sendall(b"flush_all\r\n")
-            assert conn.recv(64).startswith(b"OK")
+        for node in self.settings.memcached:
+            host, _, port = node.rpartition(":")
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=5) as conn:
+                conn.sendall(b"flush_all\r\n")
+                assert conn.recv(64).startswith(b"OK")
         # Right after a reload the old HAProxy worker may still be handing
         # its table to the new one (peers): clear until no count comes back.
         for _ in range(50):
@@ -137,6 +142,12 @@ class Stack:
         except urllib.error.HTTPError as error:
             return int(error.code), error.read()
 
+    def sql(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Run one statement on the stack's database, as an operator in psql would; its rows."""
+        with psycopg.connect(self.settings.database, autocommit=True) as conn:
+            cursor = conn.execute(query.encode(), params)
+            return cursor.fetchall() if cursor.description else []
+
     def add_user(self, name: str, password: str) -> None:
         self.hostd("user", "add", name, stdin=password + "\n")
 
@@ -164,8 +175,10 @@ def processes() -> Iterator[tuple[int, list[bytes], int]]:
 def start_stack(root: Path, **overrides: str) -> Stack:
     """Start a stack under ``root`` on free ports; the caller must stop it."""
     env = {f"HOSTD_{name}_PORT": str(port) for name, port in zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True)}
-    env.update(HOSTD_DATA=str(root / "var"), HOSTD_WORKERS="2", HOSTD_THREADS="4", **overrides)
+    env.update(HOSTD_DATA=str(root / "var"), HOSTD_WORKERS="2", HOSTD_THREADS="4", **pg.stack_environment())
+    env.update(overrides)
     settings = Settings.from_env(env)
+    pg.reachable(root)
     stack.start(settings)
     try:
         stack.wait_healthy(settings, timeout=60)

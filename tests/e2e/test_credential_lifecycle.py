@@ -8,7 +8,6 @@ HAProxy's per-address table).
 from __future__ import annotations
 
 import socket
-import sqlite3
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -187,18 +186,22 @@ def test_an_office_under_attack_keeps_working_for_its_known_users(
 def test_a_token_that_outlived_its_owner_is_refused_to_the_new_account(
     stack: Stack, clean_counters: None, private_repo: str
 ) -> None:
-    """The user row deleted where foreign keys are off (a sqlite3 shell), so the token row survives.
+    """The token row put back after its owner was deleted and re-created (an old backup restored by hand).
 
-    On the old code the re-created user inherited the old token (200).
+    Without the check of the token's age against its owner's account, the
+    re-created user inherited the old token (200).
     """
     user = unique("ivan")
     stack.add_user(user, "ivan password 1")
     stack.hostd("grant", user, private_repo, "read")
     token = stack.hostd("token", "create", user).stdout.split()[-1]
     assert stack.request(refs(private_repo), (user, token))[0] == 200
-    with sqlite3.connect(stack.settings.database) as db:  # foreign keys are off unless asked for
-        db.execute("DELETE FROM users WHERE name = ?", (user,))
+    [row] = stack.sql("SELECT id, username, secret_hash, scope, expires_at, revoked, created FROM tokens"
+                      " WHERE username = %s", (user,))
+    stack.hostd("user", "del", user)
     stack.add_user(user, "ivan password 2")
+    stack.sql("INSERT INTO tokens (id, username, secret_hash, scope, expires_at, revoked, created)"
+              " VALUES (%s, %s, %s, %s, %s, %s, %s)", row)
     stack.hostd("grant", user, private_repo, "read")
     assert stack.request(refs(private_repo), (user, token))[0] == 401
     assert stack.request(refs(private_repo), (user, "ivan password 2"))[0] == 200

@@ -6,7 +6,6 @@ the outcome is read from what the client tells its user.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -78,8 +77,7 @@ def world(stack: Stack) -> World:
     revoked = _token(stack, writer, "write")
     stack.hostd("token", "revoke", _token_id(revoked))
     expired = _token(stack, writer, "write")
-    with sqlite3.connect(stack.settings.database) as db:
-        db.execute("UPDATE tokens SET expires_at = ? WHERE id = ?", (time.time() - 60, _token_id(expired)))
+    stack.sql("UPDATE tokens SET expires_at = %s WHERE id = %s", (time.time() - 60, _token_id(expired)))
     credentials: dict[str, tuple[str, str] | None] = {
         "anonymous": None,
         "stranger": (stranger, PASSWORD),

@@ -28,6 +28,7 @@ from mercurial import wireprotov1server
 from hostd.ops.bootstrap import initialize
 from hostd.serve import wsgi
 from hostd.settings import Settings
+from tests import pg
 from tests.ports import free_ports
 
 EXAMPLES = int(os.environ.get("HOSTD_FUZZ_EXAMPLES", "200"))
@@ -137,7 +138,8 @@ class Pools:
 @pytest.fixture(scope="module")
 def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pools]:
     [memcached] = free_ports(1)  # nothing listens there: memcached is down
-    env = {"HOSTD_DATA": str(tmp_path_factory.mktemp("fuzz") / "var"), "HOSTD_MEMCACHED_PORT": str(memcached)}
+    env = {"HOSTD_DATA": str(tmp_path_factory.mktemp("fuzz") / "var"), "HOSTD_MEMCACHED_PORT": str(memcached),
+           "HOSTD_DATABASE_URL": pg.new_database(migrated=False)}
     config = Settings.from_env(env)
     demo = initialize(config)
     assert demo is not None

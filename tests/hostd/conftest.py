@@ -69,10 +69,8 @@ class Decided:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Site:
-    db = Database(tmp_path / "hostd.db")
-    db.create()
-    return Site(Accounts(db), Storage(tmp_path / "repos"))
+def site(tmp_path: Path, database: Database) -> Site:
+    return Site(Accounts(database), Storage(tmp_path / "repos"))
 
 
 @pytest.fixture

@@ -143,3 +143,25 @@ def memcache(shared_memcached: Memcached) -> SafeMemcache:
 def hasher() -> PasswordHasher:
     """argon2 at the lowest cost: production defaults would make the suite slow."""
     return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+class FakeClock:
+    """A clock the test moves by hand (``clock.now += 10``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def nodes(memcached_factory: Callable[..., Memcached]) -> list[Memcached]:
+    """A cluster of three memcached nodes of this test's own."""
+    return [memcached_factory() for _ in range(3)]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+

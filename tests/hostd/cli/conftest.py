@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Protocol
 import pytest
 
 from hostd.cli.main import main
+from tests import pg
 
 
 class Hostd(Protocol):
@@ -20,20 +22,30 @@ class Hostd(Protocol):
     def __call__(self, *args: str, stdin: str = "") -> tuple[int, str, str]: ...
 
 
+#: The database of each installation the tests made, by its data directory. An
+#: installation's database is configuration (``HOSTD_DATABASE_URL``), as an
+#: operator's environment would give it: :func:`run` sets it for the
+#: installation a command line names.
+DATABASES: dict[Path, str] = {}
+
+
 @pytest.fixture(scope="session")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One ``hostd init --no-demo`` per session: making its CA and certificate takes a while."""
     data = tmp_path_factory.mktemp("template") / "var"
-    assert main(["init", "--no-demo", "--data", str(data)]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOSTD_DATABASE_URL", pg.new_database(migrated=False))
+        assert main(["init", "--no-demo", "--data", str(data)]) == 0
     return data
 
 
 @pytest.fixture
 def install(template: Path, tmp_path: Path) -> Callable[[str], Path]:
-    """Makes a fresh installation at ``tmp_path / name`` (a copy of the template)."""
+    """Makes a fresh installation at ``tmp_path / name``: a copy of the template, with a database of its own."""
     def make(name: str) -> Path:
         target = tmp_path / name
         shutil.copytree(template, target)
+        DATABASES[target.resolve()] = pg.new_database()
         return target
     return make
 
@@ -48,6 +60,13 @@ def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
         argv: list[str], stdin: str = "") -> tuple[int, str, str]:
     """``main(argv)`` with ``stdin``; its exit status and what it printed."""
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    named = [Path(argv[i + 1]) for i, word in enumerate(argv[:-1]) if word == "--data"]
+    chosen = named[-1] if named else Path(os.environ.get("HOSTD_DATA", "."))
+    database = DATABASES.get(chosen.resolve())
+    if database is None:
+        monkeypatch.delenv("HOSTD_DATABASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("HOSTD_DATABASE_URL", database)
     code = main(argv)
     captured = capsys.readouterr()
     return code, captured.out, captured.err

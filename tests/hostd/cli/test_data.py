@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 
 from hostd.cli.main import build_parser, main
+from hostd.ops import postgres
+from hostd.settings import Settings
 from hostd.store.accounts import Accounts
 from hostd.store.database import Database
-from tests.hostd.cli.conftest import leaf_commands, run
+from tests import pg
+from tests.hostd.cli.conftest import DATABASES, leaf_commands, run
 
 Capsys = pytest.CaptureFixture[str]
 
@@ -32,7 +35,11 @@ def two(install: Callable[[str], Path], capsys: Capsys, monkeypatch: pytest.Monk
 
 
 def users(data: Path) -> list[str]:
-    return Accounts(Database(data / "hostd.db")).users()
+    db = Database(DATABASES[data.resolve()])
+    try:
+        return Accounts(db).users()
+    finally:
+        db.close()
 
 
 PLACES: dict[str, Callable[[str, list[str]], list[str]]] = {
@@ -110,6 +117,10 @@ COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("pool", "remove"): ["pool", "remove", "git", "git2"],
     ("traffic",): ["traffic", "--png", "PNG", "--minutes", "0.1"],
     ("reap",): ["reap"],
+    ("db", "upgrade"): ["db", "upgrade"],
+    ("db", "current"): ["db", "current"],
+    ("db", "backup"): ["db", "backup", "hostd.dump"],
+    ("db", "restore"): ["db", "restore", "hostd.dump", "--yes"],
 }
 
 
@@ -122,29 +133,36 @@ def tree(root: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
-@pytest.mark.parametrize("missing", ["directory", "database"])
+@pytest.mark.parametrize("missing", ["directory", "secret"])
 def test_no_installation_is_one_line_exit_1_and_creates_nothing(
         command: tuple[str, ...], missing: str, tmp_path: Path, capsys: Capsys,
         monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "srv" / "hostd-typo"
-    if missing == "database":  # a directory, just not an installation (say, the operator's home)
+    if missing == "secret":  # a directory, just not an installation (say, the operator's home)
         data.mkdir(parents=True)
         (data / "notes.txt").write_text("mine\n")
     monkeypatch.chdir(tmp_path)
     argv = [tmp_path / "out.png" if word == "PNG" else word for word in COMMANDS[command]]
     before = tree(tmp_path)
     code, out, err = run(capsys, monkeypatch, [*map(str, argv), "--data", str(data)], "s3cret-password\n")
-    lacking = data if missing == "directory" else data / "hostd.db"
+    lacking = data if missing == "directory" else data / "secret"
     assert (code, out) == (1, "")
     assert err == (f"hostd: no hostd installation at {data} ({lacking} does not exist); "
                    f"create one with: hostd init --data {data}\n")
     assert tree(tmp_path) == before
 
 
-def test_init_is_the_command_that_creates_one(tmp_path: Path, capsys: Capsys) -> None:
+def test_init_is_the_command_that_creates_one(tmp_path: Path, capsys: Capsys,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no HOSTD_DATABASE_URL, init creates the installation's own PostgreSQL cluster in it."""
+    monkeypatch.delenv("HOSTD_DATABASE_URL", raising=False)
     data = tmp_path / "new"
+    pg.reachable(tmp_path)
     assert main(["repo", "list", "--data", str(data)]) == 1
     assert main(["init", "--no-demo", "--data", str(data)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"data directory ready: {data}"
-    assert main(["repo", "list", "--data", str(data)]) == 0
-    assert (data / "hostd.db").is_file() and oct(os.stat(data).st_mode & 0o777) == "0o700"
+    assert (data / "secret").is_file() and (data / "postgres" / "PG_VERSION").is_file()
+    # Nobody but hostd's own user (and, run as root, PostgreSQL's, to reach its cluster) gets in.
+    assert oct(os.stat(data).st_mode & 0o777) == ("0o710" if os.geteuid() == 0 else "0o700")
+    with postgres.temporary_server(Settings.from_env({"HOSTD_DATA": str(data)})):
+        assert main(["repo", "list", "--data", str(data)]) == 0

@@ -1,7 +1,7 @@
 """The exit-code table of :mod:`hostd.cli.main`, one test per row.
 
 Each row is shown twice where the world allows: raised by a real failure
-(a wrong command line, a garbage database, a missing secret...), and raised
+(a wrong command line, a database that is not there, an unreadable secret...), and raised
 by a stand-in command, so every row, even one no command reaches today, is
 known to print one ``hostd: ...`` line and exit with its code.
 """
@@ -9,9 +9,9 @@ known to print one ``hostd: ...`` line and exit with its code.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from hostd.cli import repos
@@ -20,10 +20,11 @@ from hostd.cli.main import EXIT_CODES
 from hostd.ops.haproxy import PoolError, StackError
 from hostd.settings import SettingsError
 from hostd.store.accounts import AccountError
-from hostd.store.database import Database
+from hostd.store.database import Database, DatabaseUnavailable
 from hostd.store.flags import FlagError, FlagStore
+from hostd.store.legacy import LegacyImportError
 from hostd.store.storage import StorageError
-from tests.hostd.cli.conftest import Hostd
+from tests.hostd.cli.conftest import DATABASES, Hostd
 
 ROWS: list[tuple[BaseException, int, str]] = [
     (UsageError("--data given twice", "usage: hostd repo list\n"), 2, "hostd: --data given twice"),
@@ -34,7 +35,11 @@ ROWS: list[tuple[BaseException, int, str]] = [
     (FlagError("unknown flag 'x'"), 1, "hostd: unknown flag 'x'"),
     (StackError("haproxy.cfg is invalid"), 1, "hostd: haproxy.cfg is invalid"),
     (SettingsError("HOSTD_WORKERS must be positive"), 1, "hostd: HOSTD_WORKERS must be positive"),
-    (sqlite3.OperationalError("database is locked"), 1, "hostd: database: database is locked"),
+    (LegacyImportError("users: row 'bob' differs after the import"), 1,
+     "hostd: users: row 'bob' differs after the import"),
+    (DatabaseUnavailable("connection refused"), 1, "hostd: database unreachable: connection refused"),
+    (psycopg.errors.UndefinedTable('relation "users" does not exist'), 1,
+     'hostd: database: relation "users" does not exist'),
     (PermissionError(13, "Permission denied", "/srv/hostd/secret"), 1,
      "hostd: [Errno 13] Permission denied: '/srv/hostd/secret'"),
     (KeyboardInterrupt(), 130, "hostd: interrupted"),
@@ -44,7 +49,7 @@ ROWS: list[tuple[BaseException, int, str]] = [
 def test_every_row_is_tested() -> None:
     assert [row.kind for row in EXIT_CODES] == [
         UsageError, NotInstalled, CommandError, AccountError, StorageError, FlagError, StackError,
-        SettingsError, sqlite3.Error, OSError, KeyboardInterrupt]
+        SettingsError, LegacyImportError, DatabaseUnavailable, psycopg.Error, OSError, KeyboardInterrupt]
     assert all(any(isinstance(error, row.kind) for error, _, _ in ROWS) for row in EXIT_CODES)
 
 
@@ -106,16 +111,28 @@ def test_a_settings_error(hostd: Hostd, monkeypatch: pytest.MonkeyPatch) -> None
     assert code == 1 and err.count("\n") == 1 and err.startswith("hostd: HOSTD_WORKERS")
 
 
-def test_a_database_that_is_not_one(hostd: Hostd, data: Path) -> None:
-    for name in ("hostd.db", "hostd.db-wal", "hostd.db-shm"):
-        (data / name).unlink(missing_ok=True)
-    (data / "hostd.db").write_bytes(b"not a database, but a file of that name" * 100)
-    assert hostd("repo", "list") == (1, "", "hostd: database: file is not a database\n")
+def test_a_database_that_is_not_there(hostd: Hostd, data: Path, monkeypatch: pytest.MonkeyPatch,
+                                      tmp_path: Path) -> None:
+    """HOSTD_DATABASE_URL naming a socket directory where no server listens."""
+    monkeypatch.setitem(DATABASES, data.resolve(), f"postgresql://hostd@/hostd?host={tmp_path}")
+    code, out, err = hostd("repo", "list")
+    assert (code, out) == (1, "")
+    assert err.startswith("hostd: database unreachable: ") and err.count("\n") == 1
 
 
-def test_an_os_error_before_anything_was_written(hostd: Hostd, data: Path) -> None:
-    (data / "secret").unlink()
+def test_an_os_error_before_anything_was_written(hostd: Hostd, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = data / "secret"
+    read_bytes = Path.read_bytes
+
+    def unreadable(path: Path) -> bytes:
+        if path == secret:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
     code, out, err = hostd("flag", "set", "read_only", "on")
     assert (code, out) == (1, "")
-    assert err == f"hostd: [Errno 2] No such file or directory: '{data / 'secret'}'\n"
-    assert FlagStore(Database(data / "hostd.db")).get("read_only") is None
+    assert err == f"hostd: [Errno 13] Permission denied: '{secret}'\n"
+    db = Database(DATABASES[data.resolve()])
+    assert FlagStore(db).get("read_only") is None
+    db.close()

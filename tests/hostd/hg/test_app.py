@@ -7,7 +7,6 @@ import functools
 import io
 import logging
 import os
-import sqlite3
 import subprocess
 import threading
 import zlib
@@ -27,9 +26,10 @@ from mercurial.node import bin
 from hostd.hg.app import HgApp
 from hostd.names import RepoName
 from hostd.store.accounts import Accounts
-from hostd.store.database import Database
+from hostd.store.database import Database, DatabaseUnavailable
 from hostd.store.storage import Storage, hg_command
 from singlemalt import Action, Allowed, SingleMalt, Target, Verifier, classify_hg
+from tests import pg
 from tests.hostd.conftest import Site
 
 
@@ -123,7 +123,7 @@ class DummyPushLog:
 
     def record(self, repo: RepoName, username: str, updates: list[tuple[str, str, str]]) -> None:
         if self.fail:
-            raise sqlite3.OperationalError("database is locked")
+            raise DatabaseUnavailable("connection refused")
         with self._lock:
             self.records.append((repo, username, updates))
 
@@ -449,9 +449,7 @@ SINGLY = ["unknown-node", "non-hex", "empty", "long-name", "absolute-path"]
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[webtest.TestApp, str]:
     """One public repository of alice's behind singlemalt, shared by the table tests (they only read)."""
     root = tmp_path_factory.mktemp("hostile")
-    db = Database(root / "hostd.db")
-    db.create()
-    site = Site(Accounts(db), Storage(root / "repos"))
+    site = Site(Accounts(Database(pg.new_database())), Storage(root / "repos"))
     ref = site.repo("alice", "pub", "hg", public=True)
     return _guarded(site), f"/{ref}"
 

@@ -16,6 +16,7 @@ from hostd.ops import haproxy, pooladmin
 from hostd.ops.haproxy import PoolError
 from hostd.ops.pooladmin import Admin
 from hostd.settings import PROJECT_ROOT, Settings
+from tests import pg
 
 HEADER = ("# pxname,svname,qcur,qmax,scur,smax,slim,stot,status,check_status,check_desc,addr,\n")
 STATE_HEADER = ("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight "
@@ -115,7 +116,9 @@ def test_servers_state_skips_comments_and_blank_lines() -> None:
     assert state[("hg", "hg1")]["srv_admin_state"] == "1"
 
 
-def test_cli_without_a_running_stack_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_without_a_running_stack_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSTD_DATABASE_URL", pg.new_database(migrated=False))
     assert main(["init", "--no-demo", "--data", str(tmp_path)]) == 0
     capsys.readouterr()
     assert main(["pool", "list", "--data", str(tmp_path)]) == 1

@@ -23,6 +23,7 @@ import pytest
 
 from hostd.cli.main import main
 from hostd.ops import reap
+from tests import pg
 
 # argv of a worker: the code, then words that make the command line look like
 # one of a pool's ("gunicorn ... hostd.serve.wsgi:git_app()").
@@ -127,8 +128,9 @@ def test_orphans_get_term_then_kill(tree: Tree, tmp_path: Path) -> None:
     assert reap.reap(tmp_path / "var", dry_run=True, kill=tree.kill) == []
 
 
-def test_cli_dry_run_lists_one_line_per_orphan(tree: Tree, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_dry_run_lists_one_line_per_orphan(tree: Tree, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSTD_DATABASE_URL", pg.new_database(migrated=False))
     assert main(["init", "--no-demo", "--data", str(tmp_path / "var")]) == 0  # reap acts on an installation
     capsys.readouterr()
     assert main(["reap", "--dry-run", "--data", str(tmp_path / "var")]) == 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hostd.store.database import Database
+from hostd.store.database import Database, DatabaseUnavailable
 from hostd.store.flags import (
     DECLARED,
     KEY_PREFIX,
@@ -24,6 +23,7 @@ from hostd.store.flags import (
     declared,
 )
 from singlemalt import SafeMemcache
+from tests import pg
 from tests.singlemalt.conftest import Memcached, start_memcached
 
 SECRET = b"flags-test-secret-0123456789"
@@ -53,10 +53,8 @@ class DummySource:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FlagStore:
-    db = Database(tmp_path / "hostd.db")
-    db.create()
-    return FlagStore(db)
+def store(database: Database) -> FlagStore:
+    return FlagStore(database)
 
 
 @pytest.fixture
@@ -105,7 +103,7 @@ def test_store_refuses_undeclared_flags_and_ignores_stale_rows(store: FlagStore)
     with pytest.raises(FlagError):
         store.set(Flag("nonsense", False, "not declared"), True)
     with store.db.transaction() as conn:
-        conn.execute("INSERT INTO flags (name, value) VALUES ('retired', 1)")
+        conn.execute("INSERT INTO flags (name, value) VALUES ('retired', true)")
     assert [state.flag.name for state in store.states()] == ["read_only"]
 
 
@@ -250,10 +248,11 @@ def test_memcached_not_configured(store: FlagStore) -> None:
 @pytest.mark.parametrize("default", [False, True], ids=["default-off", "default-on"])
 def test_unreadable_database_gives_the_default(tmp_path: Path, default: bool) -> None:
     flag = Flag("read_only", default, "test")
-    missing = FlagStore(Database(tmp_path / "no" / "such" / "dir" / "hostd.db"))
-    assert Flags(missing).enabled(flag) is default
-    no_table = FlagStore(Database(tmp_path / "empty.db"))
-    assert Flags(no_table).enabled(flag) is default
+    unreachable = Database(f"postgresql://hostd@/hostd?host={tmp_path}")
+    assert Flags(FlagStore(unreachable)).enabled(flag) is default
+    no_table = Database(pg.new_database(migrated=False))
+    assert Flags(FlagStore(no_table)).enabled(flag) is default
+    no_table.close()
 
 
 def test_failure_after_success_gives_the_last_known_value(caplog: pytest.LogCaptureFixture) -> None:
@@ -261,11 +260,11 @@ def test_failure_after_success_gives_the_last_known_value(caplog: pytest.LogCapt
     source = DummySource({"read_only": True})
     flags = Flags(source, clock=clock)
     assert flags.enabled(READ_ONLY) is True
-    source.error = sqlite3.OperationalError("database is locked")
+    source.error = DatabaseUnavailable("connection refused")
     clock.now += 5
     with caplog.at_level(logging.WARNING, logger="hostd.store.flags"):
         assert flags.enabled(READ_ONLY) is True
-    assert "flag read_only unreadable (OperationalError: database is locked); using on" in caplog.text
+    assert "flag read_only unreadable (DatabaseUnavailable: connection refused); using on" in caplog.text
 
 
 def test_failures_are_retried_once_per_ttl_and_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
