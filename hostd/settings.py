@@ -81,6 +81,15 @@ class Settings:
         return self.data_dir / "repos"
 
     @property
+    def pushlog_spool(self) -> Path:
+        """Push-log entries kept while the database cannot be reached (:mod:`hostd.store.spool`).
+
+        Beside the repositories they describe (no owner's name starts with a
+        dot), so that a pool host keeps nothing of its own.
+        """
+        return self.repo_root / ".spool" / "pushlog"
+
+    @property
     def legacy_database(self) -> Path:
         """The SQLite file of releases before PostgreSQL: imported once, then kept aside."""
         return self.data_dir / "hostd.db"

@@ -37,6 +37,7 @@ from hostd.store.database import Database
 from hostd.store.flags import Flags, FlagStore, SharedFlags
 from hostd.store.pushlog import PushLog
 from hostd.store.records import Records
+from hostd.store.spool import Spool
 from hostd.store.storage import Storage
 from hostd.web.app import WebApp, WebPolicy, classify_web
 from singlemalt import (
@@ -72,14 +73,25 @@ class Services:
     throttle: LoginThrottle
     proxy: ProxyTrust
     flags: Flags
+    pushlog: PushLog
 
 
 def build_services(settings: Settings) -> Services:
     """Wire the account database, memcached, the verifier and the flags together."""
     db = Database(settings.database, max_size=settings.threads)
     accounts = Accounts(db)
+    pushlog = PushLog(db, Spool(settings.pushlog_spool))
+
+    def back_up() -> None:
+        db.reset()
+        # Entries kept while the database was away need not wait for the next push.
+        try:
+            pushlog.drain()
+        except Exception:
+            log.exception("push log: could not write the kept entries")
+
     # One feed per process; its thread starts on the first request (after fork).
-    feed = ChangeFeed(settings.database, on_down=db.mark_down, on_up=db.reset)
+    feed = ChangeFeed(settings.database, on_down=db.mark_down, on_up=back_up)
     records = Records(accounts, feed)
     feed.subscribe(records.invalidate)
     memcache = SafeMemcache(list(settings.memcached))
@@ -95,6 +107,7 @@ def build_services(settings: Settings) -> Services:
         throttle=LoginThrottle(memcache, secret=secret, canonical=login_name),
         proxy=proxy_trust(settings),
         flags=Flags(FlagStore(db), SharedFlags(memcache, secret)),
+        pushlog=pushlog,
     )
 
 
@@ -157,13 +170,12 @@ def git_app(settings: Settings | None = None) -> Any:
     """The git pool: dulwich smart HTTP (git's upload-pack and receive-pack) behind singlemalt (and read-only mode)."""
     services = _services(settings)
     policy = repository_policy(services, "git")
-    pushlog = PushLog(services.accounts.db)
     inflight = InFlight.of_run_dir(services.settings.run_dir)
     uploads = upload_pack(services.settings.git_pack, inflight)
     # Pushes go to git's receive-pack wherever fetches go to git's upload-pack.
     receives = ReceivePack(uploads.git, inflight=inflight) if uploads is not None else None
     app = GitApp(services.storage, max_request_bytes=services.settings.max_push_bytes,
-                 pushlog=pushlog, upload_pack=uploads, receive_pack=receives)
+                 pushlog=services.pushlog, upload_pack=uploads, receive_pack=receives)
     return _guard(services, _read_only(services, app), classify_git, policy)
 
 
@@ -184,8 +196,7 @@ def hg_app(settings: Settings | None = None) -> Any:
     """The hg pool: hgweb behind singlemalt (and read-only mode)."""
     services = _services(settings)
     policy = repository_policy(services, "hg")
-    pushlog = PushLog(services.accounts.db)
-    hg = HgApp(services.storage, pushlog=pushlog, base_url=services.settings.base_url)
+    hg = HgApp(services.storage, pushlog=services.pushlog, base_url=services.settings.base_url)
     # hg sends a whole push before it reads the answer: a refusal (the 401
     # that makes it ask for a password) must read all of it, up to the push
     # limit, or hg sees a TLS EOF. git needs no such thing: it probes a large

@@ -44,6 +44,7 @@ from typing import Any
 import psycopg
 
 from hostd.store.database import Connection, Database
+from hostd.store.spool import sync_directory
 
 logger = logging.getLogger(__name__)
 
@@ -279,12 +280,12 @@ def set_aside(path: Path, stamp: str) -> Path:
         if not target.exists():
             os.link(source, target)
         os.chmod(target, 0o600)  # it holds password and token hashes
-    _sync(path.parent)
+    sync_directory(path.parent)
     path.unlink()  # from here on the file is never imported again
-    _sync(path.parent)
+    sync_directory(path.parent)
     for suffix in COMPANIONS:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
-    _sync(path.parent)
+    sync_directory(path.parent)
     return backup
 
 
@@ -293,12 +294,3 @@ def _earlier_backup(path: Path) -> Path | None:
         if not candidate.name.endswith(COMPANIONS) and os.path.samefile(candidate, path):
             return candidate
     return None
-
-
-def _sync(directory: Path) -> None:
-    """Make renames in ``directory`` durable before the next step depends on them."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

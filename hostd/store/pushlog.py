@@ -1,17 +1,26 @@
 """The push log: every accepted ref update, who made it and when.
 
-Written by the git pool (dulwich's post-receive hook) and the hg pool (a
-``txnclose`` hook) after the update is durable; read by ``hostd log``.
+Written by the git pool (after git's receive-pack reports the refs it
+moved) and the hg pool (a ``txnclose`` hook) once the update is durable;
+read by ``hostd log``. The refs have already moved when the entry is
+written, so an entry PostgreSQL cannot take at that moment is kept in a
+:class:`~hostd.store.spool.Spool` and written by the next push that
+reaches the database: no accepted push goes unlogged.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from hostd.names import RepoName
-from hostd.store.database import Connection, Database
+from hostd.store.database import Connection, Database, DatabaseUnavailable
+from hostd.store.spool import Spool
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +40,7 @@ class PushEntry:
 CHUNK: Final = 1000
 
 
-def _insert(conn: Connection, rows: list[tuple[str, str, str, float, str, str, str]]) -> None:
+def _insert(conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
     conn.execute(f"INSERT INTO pushlog (owner, name, username, at, ref, old, new) VALUES {values}".encode(),
                  [value for row in rows for value in row])
@@ -40,15 +49,47 @@ def _insert(conn: Connection, rows: list[tuple[str, str, str, float, str, str, s
 class PushLog:
     """Append-only push records in the account database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, spool: Spool | None = None) -> None:
         self.db = db
+        self.spool = spool
 
     def record(self, repo: RepoName, username: str, updates: list[tuple[str, str, str]]) -> None:
-        """Record ``(ref, old, new)`` updates of one push, in one transaction."""
+        """Record ``(ref, old, new)`` updates of one push, in one transaction.
+
+        With a spool, a database that cannot be reached does not lose them:
+        they are kept, and written (with their own time) after the next
+        push's entry that reaches the database.
+        """
         if not updates:
             return
         now = time.time()
-        rows = [(repo.owner, repo.name, username, now, ref, old, new) for ref, old, new in updates]
+        rows = [[repo.owner, repo.name, username, now, ref, old, new] for ref, old, new in updates]
+        if self.spool is None:
+            self._write(rows)
+            return
+        try:
+            self._write(rows)
+        except DatabaseUnavailable as error:
+            kept = self.spool.put(rows)
+            log.warning("push log: database unreachable (%s); %d entries of %s kept in %s until it is back",
+                        error, len(rows), repo, kept)
+            return
+        self.drain()
+
+    def drain(self) -> int:
+        """Write the entries kept while the database could not be reached; how many pushes' worth."""
+        if self.spool is None:
+            return 0
+        try:
+            written = self.spool.drain(self._write)
+        except DatabaseUnavailable as error:
+            log.warning("push log: kept entries not written yet: %s", error)
+            return 0
+        if written:
+            log.info("push log: wrote the entries of %d pushes kept while the database was away", written)
+        return written
+
+    def _write(self, rows: Sequence[Sequence[Any]]) -> None:
         chunks = [rows[start:start + CHUNK] for start in range(0, len(rows), CHUNK)]
         if len(chunks) == 1:
             # One statement, atomic on its own: a push costs one round trip.

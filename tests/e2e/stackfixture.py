@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import socket
 import ssl
@@ -91,9 +92,14 @@ class Stack:
         return f"https://{auth}{host}/{path.lstrip('/')}"
 
     def hostd(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        # As an operator of this stack would run it: with its data directory
+        # and, when it has one, its external database.
+        env = dict(os.environ)
+        if self.settings.database_url is not None:
+            env["HOSTD_DATABASE_URL"] = self.settings.database_url
         result = subprocess.run(
             [str(VENV_BIN / "hostd"), *args, "--data", str(self.settings.data_dir)],
-            input=stdin, capture_output=True, text=True, timeout=60,
+            input=stdin, capture_output=True, text=True, timeout=60, env=env,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"hostd {' '.join(args)} failed: {result.stderr}")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
 from hostd.names import RepoName
 from hostd.store.accounts import Accounts
-from hostd.store.database import Database
+from hostd.store.database import Database, DatabaseUnavailable
 from hostd.store.pushlog import CHUNK, PushLog
+from hostd.store.spool import Spool
 
 REPO = RepoName("alice", "notes")
 
@@ -32,3 +35,40 @@ def test_a_push_that_fails_half_way_records_nothing(database: Database) -> None:
     with pytest.raises(psycopg.DataError):
         log.record(REPO, "alice", updates)
     assert log.entries(REPO) == []
+
+
+def test_a_push_the_database_cannot_take_is_kept_and_written_by_the_next(database: Database, tmp_path: Path) -> None:
+    """The refs moved while PostgreSQL was away: the entry waits on disk, keeps its time, and is written later."""
+    spool = Spool(tmp_path / "spool")
+    down = Database(database.url, retry_interval=60)
+    down.mark_down()
+    PushLog(down, spool).record(REPO, "alice", [("refs/heads/main", "0" * 40, "1" * 40)])
+    assert len(spool.pending()) == 1
+
+    log = PushLog(database, spool)
+    log.record(REPO, "bob", [("refs/heads/main", "1" * 40, "2" * 40)])
+    assert spool.pending() == []
+    entries = log.entries(REPO)
+    assert sorted((e.username, e.old, e.new) for e in entries) == [
+        ("alice", "0" * 40, "1" * 40), ("bob", "1" * 40, "2" * 40)]
+    by_user = {e.username: e.at for e in entries}
+    assert by_user["alice"] <= by_user["bob"]
+
+
+def test_kept_entries_are_written_when_the_database_is_back_without_another_push(
+        database: Database, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    down = Database(database.url, retry_interval=60)
+    down.mark_down()
+    PushLog(down, spool).record(REPO, "alice", [("refs/heads/main", "0" * 40, "1" * 40)])
+    assert PushLog(down, spool).drain() == 0  # still down: nothing lost, nothing written
+    log = PushLog(database, spool)
+    assert log.drain() == 1
+    assert [(e.username, e.new) for e in log.entries(REPO)] == [("alice", "1" * 40)]
+
+
+def test_without_a_spool_an_unreachable_database_is_the_callers_to_handle(database: Database) -> None:
+    down = Database(database.url, retry_interval=60)
+    down.mark_down()
+    with pytest.raises(DatabaseUnavailable):
+        PushLog(down).record(REPO, "alice", [("refs/heads/main", "0" * 40, "1" * 40)])
