@@ -44,9 +44,10 @@ def main(argv: list[str]) -> int:
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
                     sql.Identifier(ROLE), sql.Literal(password)))
             # What an operator grants a monitoring role: the statement counts
-            # the query benchmarks read (in every database made from
-            # template1), without making the role a superuser.
-            with psycopg.connect(with_database(settings.database, "template1"), autocommit=True) as conn:
+            # the query benchmarks read, in the maintenance database (not in
+            # hostd's: a restore or a schema comparison must not meet an
+            # extension the role does not own), without making it a superuser.
+            with psycopg.connect(with_database(settings.database, "postgres"), autocommit=True) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                 conn.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(sql.Identifier(ROLE)))
                 conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION pg_stat_statements_reset TO {}").format(

@@ -42,11 +42,8 @@ import contextlib
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
-import sqlalchemy.exc
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from hostd.cli.args import SubParsers, add_command, add_group
@@ -55,7 +52,6 @@ from hostd.cli.installation import open_installation
 from hostd.ops import postgres, stack
 from hostd.settings import Settings
 from hostd.store import schema
-from hostd.store.database import DatabaseUnavailable
 
 #: The tables whose caches the pools drop on a notification (migration 0002).
 NOTIFIED_TABLES = ("users", "tokens", "repos", "grants", "flags")
@@ -96,20 +92,9 @@ NOTIFY_EVERYTHING = ("SELECT pg_notify('hostd_changes', t) FROM unnest(ARRAY['"
                      + "', '".join(NOTIFIED_TABLES) + "']) AS t")
 
 
-@contextlib.contextmanager
-def _database(settings: Settings) -> Iterator[None]:
-    """The installation's database reachable for the block; errors as the command line reports them."""
-    running = postgres.temporary_server(settings) if settings.managed_database else contextlib.nullcontext()
-    with running:
-        try:
-            yield
-        except sqlalchemy.exc.DBAPIError as error:  # Alembic's: say what psycopg said
-            cause = error.orig
-            if isinstance(cause, psycopg.OperationalError) and cause.sqlstate is None:
-                raise DatabaseUnavailable(str(cause).strip().splitlines()[0]) from error
-            if isinstance(cause, psycopg.Error):
-                raise cause from error
-            raise
+def _database(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """The installation's database reachable for the block (its own server, started for it if it is down)."""
+    return postgres.temporary_server(settings) if settings.managed_database else contextlib.nullcontext()
 
 
 def _revision(revision: str | None) -> str:

@@ -12,10 +12,15 @@ the policy, the push log, the flags, a cache that falls through)::
     statements = stats.read()  # what ran since the reset, in this database
 
 ``pg_stat_statements`` must be in ``shared_preload_libraries`` (the stack's
-own cluster has it, :mod:`hostd.ops.postgres`); creating the extension and
-resetting its counters needs the superuser, which the hostd role is in that
-cluster.  On another server :meth:`StatementStats.prepare` says why it
-cannot count, and the benchmarks report that instead of a number.
+own cluster has it, :mod:`hostd.ops.postgres`).  The counts are read and
+reset in the server's maintenance database, ``postgres`` (they cover every
+database; the one measured is picked by name), so hostd's own database never
+holds the extension.  Creating it and resetting the counts needs the
+superuser, which the hostd role is in the stack's cluster; on another server
+an administrator creates it there and grants the role ``pg_read_all_stats``
+and ``EXECUTE`` on ``pg_stat_statements_reset`` (as ``tests.external_db``
+does).  Without that, :meth:`StatementStats.prepare` says why it cannot count,
+and the benchmarks report that instead of a number.
 
 The benchmark's own statements (they all name ``pg_stat_statements``) are
 left out.  Statements that run whether or not anyone makes a request (the
@@ -31,7 +36,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+#: Where the counts are read: every PostgreSQL server has this database.
+MAINTENANCE_DATABASE = "postgres"
 #: Text every statement of the benchmark's own contains.
 OWN = "pg_stat_statements"
 #: Statements that run on a timer or once per connection, not per request (normalized text).
@@ -87,11 +95,13 @@ class StatementStats:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.database = conninfo_to_dict(url).get("dbname")
+        self._stats_url = make_conninfo(url, dbname=MAINTENANCE_DATABASE)
 
     def prepare(self) -> str | None:
         """Create the extension if needed and check it counts; None when it does, else why not."""
         try:
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+            with psycopg.connect(self._stats_url, autocommit=True, connect_timeout=5) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                 conn.execute("SELECT count(*) FROM pg_stat_statements")
                 conn.execute("SELECT pg_stat_statements_reset()")
@@ -101,15 +111,15 @@ class StatementStats:
 
     def reset(self) -> None:
         """Forget every count (of every database of the server: it only resets all at once here)."""
-        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(self._stats_url, autocommit=True, connect_timeout=5) as conn:
             conn.execute("SELECT pg_stat_statements_reset()")
 
     def read(self) -> list[Statement]:
         """Every statement run in this database since the last reset, the benchmark's own left out."""
-        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(self._stats_url, autocommit=True, connect_timeout=5) as conn:
             rows = conn.execute(
                 "SELECT query, sum(calls)::bigint FROM pg_stat_statements"
-                " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                " GROUP BY query").fetchall()
+                " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = %s)"
+                " GROUP BY query", (self.database,)).fetchall()
         return [Statement(str(query), int(count)) for query, count in rows
                 if count and kind(str(query)) != OWN_KIND]

@@ -7,7 +7,7 @@ change feed (all hits) and through :class:`hostd.store.accounts.Accounts`
 (three queries on a pooled connection, over a unix socket to a local
 PostgreSQL)::
 
-    PATH="$PWD/.venv/bin:$PATH:/usr/sbin" .venv/bin/python -m tests.hostd.store.records_bench
+    PATH="$PWD/.venv/bin:$PATH:/usr/sbin" .venv/bin/python -m tests.bench.records_bench
 """
 
 from __future__ import annotations
