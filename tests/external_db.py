@@ -39,23 +39,20 @@ def main(argv: list[str]) -> int:
         postgres.ensure_cluster(settings)
         cluster = settings.postgres_dir
         password = secrets.token_urlsafe(18)
+        hba = cluster / "pg_hba.conf"
+        hba.write_text(f"local all {ROLE} scram-sha-256\n" + hba.read_text())
         with postgres.temporary_server(settings):
             with psycopg.connect(with_database(settings.database, "postgres"), autocommit=True) as conn:
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
                     sql.Identifier(ROLE), sql.Literal(password)))
-            # What an operator grants a monitoring role: the statement counts
-            # the query benchmarks read, in the maintenance database (not in
-            # hostd's: a restore or a schema comparison must not meet an
-            # extension the role does not own), without making it a superuser.
-            with psycopg.connect(with_database(settings.database, "postgres"), autocommit=True) as conn:
+                # What an operator grants a monitoring role: the statement counts
+                # the query benchmarks read, in the maintenance database (not in
+                # hostd's: a restore or a schema comparison must not meet an
+                # extension the role does not own), without making it a superuser.
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                 conn.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(sql.Identifier(ROLE)))
                 conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION pg_stat_statements_reset TO {}").format(
                     sql.Identifier(ROLE)))
-            hba = cluster / "pg_hba.conf"
-            hba.write_text(f"local all {ROLE} scram-sha-256\n" + hba.read_text())
-            with psycopg.connect(with_database(settings.database, "postgres"), autocommit=True) as conn:
-                conn.execute("SELECT pg_reload_conf()")
             url = f"postgresql://{ROLE}:{password}@/postgres?host={cluster}"
             print(f"external PostgreSQL for this run: role {ROLE}, socket in {cluster}", flush=True)
             return subprocess.run(argv, env=dict(os.environ, HOSTD_DATABASE_URL=url), check=False).returncode

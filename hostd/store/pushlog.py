@@ -64,12 +64,11 @@ class PushLog:
             return
         now = time.time()
         rows = [[repo.owner, repo.name, username, now, ref, old, new] for ref, old, new in updates]
-        if self.spool is None:
-            self._write(rows)
-            return
         try:
             self._write(rows)
         except DatabaseUnavailable as error:
+            if self.spool is None:
+                raise
             kept = self.spool.put(rows)
             log.warning("push log: database unreachable (%s); %d entries of %s kept in %s until it is back",
                         error, len(rows), repo, kept)

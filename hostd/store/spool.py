@@ -7,7 +7,7 @@ made them, one file per push, written whole (a temporary file, ``fsync``,
 ``rename``) so that a crash leaves either the complete file or none, and
 hands them back to a writer later::
 
-    spool = Spool(settings.data_dir / "spool" / "pushlog")
+    spool = Spool(settings.pushlog_spool)
     spool.put(rows)            # the database is down
     spool.drain(write)         # later: write(rows) for every kept file, oldest first
 
@@ -101,7 +101,7 @@ class Spool:
                     return None
             except FileNotFoundError:
                 return None
-            log.warning("taking over %s: claimed %d s ago and never finished", path.name, STALE_CLAIM)
+            log.warning("taking over %s: claimed over %d s ago and never finished", path.name, STALE_CLAIM)
             # Rename onto itself does not tell two takers apart: go through a new name.
             claimed = path.with_name(f"{path.stem}.{uuid.uuid4().hex[:8]}{_CLAIMED}")
         try:
