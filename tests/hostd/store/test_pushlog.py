@@ -37,11 +37,18 @@ def test_a_push_that_fails_half_way_records_nothing(database: Database) -> None:
     assert log.entries(REPO) == []
 
 
-def test_a_push_the_database_cannot_take_is_kept_and_written_by_the_next(database: Database, tmp_path: Path) -> None:
+@pytest.fixture
+def down(database: Database) -> Database:
+    """The same database as seen by a process that has just found it unreachable (its breaker open for a minute)."""
+    unreachable = Database(database.url, retry_interval=60)
+    unreachable.mark_down()
+    return unreachable
+
+
+def test_a_push_the_database_cannot_take_is_kept_and_written_by_the_next(
+        database: Database, down: Database, tmp_path: Path) -> None:
     """The refs moved while PostgreSQL was away: the entry waits on disk, keeps its time, and is written later."""
     spool = Spool(tmp_path / "spool")
-    down = Database(database.url, retry_interval=60)
-    down.mark_down()
     PushLog(down, spool).record(REPO, "alice", [("refs/heads/main", "0" * 40, "1" * 40)])
     assert len(spool.pending()) == 1
 
@@ -56,10 +63,8 @@ def test_a_push_the_database_cannot_take_is_kept_and_written_by_the_next(databas
 
 
 def test_kept_entries_are_written_when_the_database_is_back_without_another_push(
-        database: Database, tmp_path: Path) -> None:
+        database: Database, down: Database, tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
-    down = Database(database.url, retry_interval=60)
-    down.mark_down()
     PushLog(down, spool).record(REPO, "alice", [("refs/heads/main", "0" * 40, "1" * 40)])
     assert PushLog(down, spool).drain() == 0  # still down: nothing lost, nothing written
     log = PushLog(database, spool)
@@ -67,8 +72,6 @@ def test_kept_entries_are_written_when_the_database_is_back_without_another_push
     assert [(e.username, e.new) for e in log.entries(REPO)] == [("alice", "1" * 40)]
 
 
-def test_without_a_spool_an_unreachable_database_is_the_callers_to_handle(database: Database) -> None:
-    down = Database(database.url, retry_interval=60)
-    down.mark_down()
+def test_without_a_spool_an_unreachable_database_is_the_callers_to_handle(down: Database) -> None:
     with pytest.raises(DatabaseUnavailable):
         PushLog(down).record(REPO, "alice", [("refs/heads/main", "0" * 40, "1" * 40)])
