@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,49 @@ DATABASE_ROLE = "hostd"
 DATABASE_NAME = "hostd"
 #: The ``HOSTD_TRUSTED_PROXIES`` entry for peers on the pools' unix sockets.
 UNIX_SOCKET = "unix"
+#: The shard of a single-host installation, and of every repository created
+#: before shards existed.
+DEFAULT_SHARD = "default"
+#: A shard's or a load balancer's name: written unquoted into HAProxy's
+#: configuration (backend names ``git-<shard>``, route-map values, the peers
+#: section) and compared as written (``localpeer``), so nothing HAProxy would
+#: read as a separator, a quote or a variable, and lower case only.
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}\Z")
+
+
+def is_shard_name(text: str) -> bool:
+    """Whether ``text`` is a valid shard name (1-32 of ``a-z0-9-``, starting with a letter)."""
+    return _NAME.match(text) is not None
+
+
+#: The HAProxy peer name of a single load balancer (``HOSTD_LB_NAME`` unset).
+DEFAULT_LB_NAME = "hostd"
+#: An IPv4 address, or an IPv6 one in brackets, and a port: a peer address.
+_PEER_ADDRESS = re.compile(r"(?:(?P<ipv4>[0-9.]+)|\[(?P<ipv6>[0-9A-Fa-f:.]+)\]):(?P<port>[0-9]{1,5})\Z")
+
+
+def is_lb_name(text: str) -> bool:
+    """Whether ``text`` is a valid load balancer name (1-32 of ``a-z0-9-``, starting with a letter)."""
+    return _NAME.match(text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """One load balancer of ``HOSTD_PEERS``: its peer name and the address its HAProxy's peers listen on.
+
+    ``host`` is an IP address (IPv6 without brackets); :attr:`address`
+    spells it as HAProxy reads it.
+    """
+
+    name: str
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        """``host:port``, an IPv6 host in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 class SettingsError(ValueError):
@@ -37,7 +81,8 @@ class Ports:
     stats: int = 8404
     #: HAProxy's local peer, on 127.0.0.1 (the protocol has no authentication):
     #: the old worker hands its stick tables to the new one on this port during
-    #: a reload (haproxy.cfg, ``peers hostd``).
+    #: a reload (hostd/ops/peers.py, ``peers hostd``). Unused when
+    #: ``HOSTD_PEERS`` is given: its entry for this load balancer says where.
     peers: int = 8405
     git: int = 8101
     hg: int = 8102
@@ -75,6 +120,20 @@ class Settings:
     #: ``host:port[,host:port...]``); empty: the stack's own, on
     #: :attr:`memcached_server`.
     memcached_nodes: tuple[str, ...] = ()
+    #: The storage shard this host's git and hg pools serve (``HOSTD_SHARD``):
+    #: they hold that shard's repositories and refuse the others' with a 421.
+    #: It is also the shard a load balancer reaches through its home backends
+    #: (``git``, ``hg``): requests for its repositories, and for names that are
+    #: no repository, need no entry in the route map (hostd/ops/routes.py).
+    shard: str = DEFAULT_SHARD
+    #: This load balancer's name among the HAProxy peers (``HOSTD_LB_NAME``):
+    #: haproxy.cfg's ``localpeer``, so HAProxy knows which of the peers it is.
+    lb_name: str = DEFAULT_LB_NAME
+    #: Every load balancer sharing the failed-login counts, this one included
+    #: (``HOSTD_PEERS``, ``name=host:port[,...]``, the same list on each);
+    #: empty: a single load balancer, whose peers listen on 127.0.0.1 only
+    #: (:attr:`Ports.peers`), for the reload handover.
+    peers: tuple[Peer, ...] = ()
 
     @property
     def repo_root(self) -> Path:
@@ -177,6 +236,7 @@ class Settings:
                 raise SettingsError(
                     f"HOSTD_TRUSTED_PROXIES: {proxy!r} is neither {UNIX_SOCKET!r} nor an address"
                 ) from None
+        lb_name, peers = _load_balancers(env)
         return cls(
             data_dir=Path(env.get("HOSTD_DATA", str(PROJECT_ROOT / "var"))).resolve(),
             bind=bind,
@@ -189,6 +249,9 @@ class Settings:
             public_host=env.get("HOSTD_PUBLIC_HOST", bind),
             database_url=_database_url(env),
             memcached_nodes=_memcached_nodes(env),
+            shard=_shard(env),
+            lb_name=lb_name,
+            peers=peers,
         )
 
 
@@ -240,6 +303,59 @@ def _database_url(env: Mapping[str, str]) -> str | None:
         # Never echo the value: a URL may carry a password.
         raise SettingsError("HOSTD_DATABASE_URL must be a postgresql:// URL")
     return url
+
+
+def _shard(env: Mapping[str, str]) -> str:
+    value = env.get("HOSTD_SHARD", DEFAULT_SHARD)
+    if not is_shard_name(value):
+        raise SettingsError(f"HOSTD_SHARD: {value!r} is not a shard name"
+                            " (1-32 of a-z, 0-9 and -, starting with a letter)")
+    return value
+
+
+def _load_balancers(env: Mapping[str, str]) -> tuple[str, tuple[Peer, ...]]:
+    """``lb_name`` and ``peers`` from ``HOSTD_LB_NAME`` and ``HOSTD_PEERS``, checked against each other."""
+    name = env.get("HOSTD_LB_NAME") or DEFAULT_LB_NAME
+    if not is_lb_name(name):
+        raise SettingsError(f"HOSTD_LB_NAME: {name!r} is not a load balancer name"
+                            " (1-32 of a-z, 0-9 and -, starting with a letter)")
+    peers = tuple(_peer(entry.strip()) for entry in env.get("HOSTD_PEERS", "").split(",") if entry.strip())
+    names = [peer.name for peer in peers]
+    addresses = [peer.address for peer in peers]
+    if len(set(names)) != len(names):
+        raise SettingsError(f"HOSTD_PEERS names a load balancer twice: {', '.join(names)}")
+    if len(set(addresses)) != len(addresses):
+        raise SettingsError("HOSTD_PEERS gives two load balancers the same address")
+    if peers and name not in names:
+        # HAProxy would silently drop a peers section without its local peer:
+        # no counts shared, none handed over on a reload.
+        raise SettingsError(f"HOSTD_PEERS does not list this load balancer, HOSTD_LB_NAME={name!r}")
+    return name, peers
+
+
+def _peer(entry: str) -> Peer:
+    name, sep, address = entry.partition("=")
+    match = _PEER_ADDRESS.match(address.strip())
+    if not sep or match is None:
+        raise SettingsError(f"HOSTD_PEERS: {entry!r} is not name=host:port (an IPv6 host in brackets)")
+    name = name.strip()
+    if not is_lb_name(name):
+        raise SettingsError(f"HOSTD_PEERS: {name!r} is not a load balancer name"
+                            " (1-32 of a-z, 0-9 and -, starting with a letter)")
+    host = match["ipv4"] or match["ipv6"]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise SettingsError(f"HOSTD_PEERS: {entry!r}: {host!r} is not an IP address") from None
+    if (ip.version == 6) != (match["ipv6"] is not None):
+        raise SettingsError(f"HOSTD_PEERS: {entry!r}: an IPv6 address goes in brackets, an IPv4 one does not")
+    # Every load balancer connects to this address, and its own listens on it.
+    if ip.is_unspecified or ip.is_multicast:
+        raise SettingsError(f"HOSTD_PEERS: {entry!r}: {host} is no address a peer can connect to")
+    port = int(match["port"])
+    if not 0 < port < 65536:
+        raise SettingsError(f"HOSTD_PEERS: {entry!r}: {port} is not a TCP port")
+    return Peer(name, ip.compressed, port)
 
 
 def _memcached_nodes(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -21,9 +21,11 @@ import threading
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+import psycopg.rows
 
 from hostd.ops import postgres
 from hostd.settings import Settings
@@ -132,3 +134,18 @@ def reachable(path: Path) -> None:
         if place == base or base not in place.parents:
             break
         place.chmod(place.stat().st_mode | 0o011)
+
+
+#: Columns added since the SQLite release, and the value every row imported from it must hold.
+ADDED_SINCE_RELEASE: dict[str, dict[str, object]] = {"repos": {"shard": "default", "moving_to": None}}
+
+
+def rows_as_released(conn: psycopg.Connection[Any], table: str) -> list[tuple[Any, ...]]:
+    """A table's rows in the SQLite release's columns, sorted; AssertionError if a column
+    added since does not hold its value for an imported row."""
+    rows = []
+    for row in conn.cursor(row_factory=psycopg.rows.dict_row).execute(f"SELECT * FROM {table}").fetchall():
+        for column, value in ADDED_SINCE_RELEASE.get(table, {}).items():
+            assert row.pop(column) == value, (table, column, row)
+        rows.append(tuple(row.values()))
+    return sorted(rows, key=repr)

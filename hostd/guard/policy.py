@@ -15,7 +15,8 @@ When the database is unreachable, reads are decided from what is cached
 push is only let through while the database can be written to, so that a
 push that lands is also recorded, and one that cannot be is refused before
 anything changes with a 503 that says so (:class:`singlemalt.Unavailable`),
-never a 500 or a hang.
+never a 500 or a hang. The same for a push to a repository in the read-only
+window of its move to another shard (``hostd repo move``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ PUSH_UNAVAILABLE: Final = (
     "hostd's database is unavailable; the push was not accepted, nothing changed; try again shortly"
 )
 READ_UNAVAILABLE: Final = "hostd's database is unavailable; try again shortly"
+#: What a push is told during its repository's move to another shard (``{}``: the repository).
+MOVING: Final = "{} is read-only for a few seconds while it moves to another storage shard; push again shortly"
 #: Seconds a client is told to wait (``Retry-After``).
 RETRY_AFTER: Final = 5
 
@@ -95,6 +98,10 @@ class RepositoryPolicy:
             decision = self._decide(identity, target)
         except DatabaseUnavailable:
             raise Unavailable(PUSH_UNAVAILABLE if write else READ_UNAVAILABLE, retry_after=RETRY_AFTER) from None
+        if write and isinstance(decision, Allowed) and isinstance(decision.resource, Repo) \
+                and decision.resource.moving_to is not None:
+            # Told only to someone allowed to push: a stranger learns nothing.
+            raise Unavailable(MOVING.format(decision.resource.ref), retry_after=RETRY_AFTER)
         if write and isinstance(decision, Allowed) and self.writable is not None:
             problem = self.writable()
             if problem is not None:

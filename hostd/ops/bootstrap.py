@@ -7,8 +7,11 @@ user with one git and one hg repository. The demo password is generated,
 stored 0600 in ``demo-password`` and shown once.
 
 Every time: the schema is migrated to the newest revision (``hostd db
-upgrade``), and the SQLite database of an older release, if one is there,
-is imported and set aside (:mod:`hostd.store.legacy`).
+upgrade``), the SQLite database of an older release, if one is there,
+is imported and set aside (:mod:`hostd.store.legacy`), this host's shard
+(``HOSTD_SHARD``) is registered if the database does not know it, and the
+route files HAProxy reads at start are written from the database
+(:mod:`hostd.ops.routesync`).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import secrets
 from dataclasses import dataclass, field
 
 from hostd.names import RepoName
-from hostd.ops import postgres
+from hostd.ops import postgres, routesync
 from hostd.ops.tls import ensure_certificates
 from hostd.settings import Settings
 from hostd.store import legacy, schema
 from hostd.store.accounts import Accounts
 from hostd.store.database import Database
+from hostd.store.shards import Shards
 from hostd.store.storage import Storage
 
 DEMO_USER = "demo"
@@ -78,13 +82,18 @@ def _prepare_database(settings: Settings, *, demo: bool) -> Demo | None:
     schema.upgrade(settings.database)
     db = Database(settings.database, max_size=1)
     try:
+        shards = Shards(db)
+        shards.ensure(settings.shard)
+        created = None
         if settings.legacy_database.exists():
             legacy.import_once(settings.legacy_database, db)
         elif fresh and demo:
-            return _create_demo(settings, db)
+            created = _create_demo(settings, db)
+        # What HAProxy reads at start: where each repository is.
+        routesync.sync(settings, shards, push=False)
+        return created
     finally:
         db.close()
-    return None
 
 
 def _create_demo(settings: Settings, db: Database) -> Demo:
@@ -95,7 +104,7 @@ def _create_demo(settings: Settings, db: Database) -> Demo:
     accounts.add_user(DEMO_USER, password)
     _write_private(data / "demo-password", (password + "\n").encode())
     for ref, vcs in ((DEMO_GIT, "git"), (DEMO_HG, "hg")):
-        accounts.add_repo(ref, vcs, public=True)
+        accounts.add_repo(ref, vcs, public=True, shard=settings.shard)
         storage.create(ref, vcs, readme=f"# {ref}\n\nA demo {vcs} repository served by hostd.\n")
     return Demo(DEMO_USER, password)
 

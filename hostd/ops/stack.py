@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hostd.ops import haproxy, pooladmin, postgres
+from hostd.ops import haproxy, peers, pooladmin, postgres
 from hostd.ops.bootstrap import clone_commands, initialize
 from hostd.ops.haproxy import POOLS, PoolError, StackError
 from hostd.ops.haproxy import command as haproxy_command
@@ -81,6 +81,9 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_PUBLIC_URL=settings.base_url,
         HOSTD_WORKERS=str(settings.workers),
         HOSTD_THREADS=str(settings.threads),
+        HOSTD_SHARD=settings.shard,
+        # haproxy.cfg's "localpeer": which peer of peers.cfg this HAProxy is.
+        HOSTD_LB_NAME=settings.lb_name,
         HOSTD_TLS_PEM=str(settings.tls_dir / "server.pem"),
         HOSTD_HAPROXY_DIR=str(PROJECT_ROOT / "haproxy"),
         HOSTD_RUN_DIR=str(settings.run_dir),
@@ -95,6 +98,8 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         env["HOSTD_DATABASE_URL"] = settings.database_url
     if settings.memcached_nodes:
         env["HOSTD_MEMCACHED"] = ",".join(settings.memcached_nodes)
+    if settings.peers:
+        env["HOSTD_PEERS"] = ",".join(f"{peer.name}={peer.address}" for peer in settings.peers)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
     return env
 
@@ -176,6 +181,7 @@ def start(settings: Settings, *, foreground: bool = False) -> subprocess.Popen[b
         print(f"Demo user {demo.username!r}, password {demo.password!r} "
               f"(shown once; kept 0600 in {settings.data_dir / 'demo-password'})", flush=True)
     _ensure_server_state_file(settings)
+    peers.write_peers_file(settings)
     env = environment(settings)
     command = [str(Path(sys.executable).parent / "supervisord"), "-c", str(SUPERVISORD_CONF)]
     if foreground:
@@ -226,10 +232,10 @@ _PEERS_FLAGS = re.compile(r" id=hostd .*?flags=0x([0-9a-f]+)")
 def peers_ready(settings: Settings) -> bool:
     """Whether HAProxy's worker would hand its stick tables to a successor now.
 
-    A worker that had no predecessor to learn from (the first after a cold
-    start) spends its first 5 s waiting for remote peers, and HAProxy 2.6
-    hands nothing over in that window (see haproxy.cfg, ``peers hostd``).
-    Both low bits of the section's flags set means it is done.
+    A worker that had no predecessor or peer to learn from (the first after
+    a cold start) spends its first 5 s waiting for remote peers, and HAProxy
+    2.6 hands nothing over in that window (see haproxy/peers.cfg). Both low
+    bits of the section's flags set means it is done.
     """
     match = _PEERS_FLAGS.search(haproxy_command(settings, "show peers"))
     return match is not None and int(match[1], 16) & 0x3 == 0x3
@@ -240,12 +246,15 @@ def reload_haproxy(settings: Settings) -> None:
     disabled, added), then SIGUSR2 the master, which starts new workers with
     the new config and lets the old ones finish their connections. It waits
     first (up to :data:`PEERS_READY_SECONDS`) until the worker can hand its
-    failed-login counts to the new one.
+    failed-login counts to the new one, and renders the peers section
+    (:mod:`hostd.ops.peers`) again from the settings; StackError, before
+    anything, when HAProxy runs as another peer than ``HOSTD_LB_NAME``.
 
     The state file restores drained and disabled servers of haproxy.cfg;
     servers added at run time are not in it, so :mod:`hostd.ops.pooladmin` adds
     them back to the new worker. Returns once the new worker answers.
     """
+    peers.check_reload(settings)
     deadline = time.monotonic() + PEERS_READY_SECONDS
     while not peers_ready(settings) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -255,6 +264,7 @@ def reload_haproxy(settings: Settings) -> None:
         tmp = _server_state_file(settings).with_suffix(".tmp")
         tmp.write_text(state)
         tmp.replace(_server_state_file(settings))
+    peers.write_peers_file(settings)
     env = environment(settings)
     subprocess.run(
         [env["HOSTD_VENV_BIN"] + "/supervisorctl", "-c", str(SUPERVISORD_CONF), "signal", "USR2", "haproxy"],

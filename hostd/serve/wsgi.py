@@ -4,8 +4,9 @@ gunicorn calls ``hostd.serve.wsgi:git_app()`` (and ``hg_app()``, ``web_app()``);
 this is the only module that turns configuration into objects. Each pool is
 ``HealthRoutes(SingleMalt(<app>))``: health checks answer without
 authentication, everything else is decided by singlemalt first. In the git
-and hg pools ``<app>`` is ``ReadOnlyGate(<app>)``, which refuses pushes while
-the ``read_only`` flag is on.
+and hg pools ``<app>`` is ``ShardGate(ReadOnlyGate(<app>))``: repositories of
+another storage shard get 421, and pushes are refused while the ``read_only``
+flag is on.
 
 Each process reads accounts, tokens, repositories and grants through one
 :class:`~hostd.store.records.Records` cache, kept true by one
@@ -29,6 +30,7 @@ from hostd.git.upload import UploadPack
 from hostd.guard.health import HealthRoutes, storage_problem
 from hostd.guard.policy import RepositoryPolicy
 from hostd.guard.readonly import ReadOnlyGate
+from hostd.guard.shard import ShardGate
 from hostd.hg.app import HgApp
 from hostd.settings import UNIX_SOCKET, Settings, SettingsError
 from hostd.store.accounts import Accounts, login_name
@@ -155,15 +157,17 @@ def _services(settings: Settings | None) -> Services:
     return build_services(settings or Settings.from_env())
 
 
-def _read_only(services: Services, app: Any) -> ReadOnlyGate:
-    """Refuse pushes while the read_only flag is on.
+def _gates(services: Services, app: Any) -> ShardGate:
+    """Refuse repositories of other shards (421), and pushes while the read_only flag is on.
 
-    The refusal reads the whole push first (up to the push size limit): hg
+    A refusal reads the whole push first (up to the push size limit): hg
     sends its entire bundle before it reads a response, so a reply that
     closes the connection early reaches it as a TLS EOF instead of the
     message saying why.
     """
-    return ReadOnlyGate(app, flags=services.flags, drain_limit=services.settings.max_push_bytes)
+    limit = services.settings.max_push_bytes
+    return ShardGate(ReadOnlyGate(app, flags=services.flags, drain_limit=limit),
+                     shard=services.settings.shard, storage=services.storage, drain_limit=limit)
 
 
 def git_app(settings: Settings | None = None) -> Any:
@@ -176,7 +180,7 @@ def git_app(settings: Settings | None = None) -> Any:
     receives = ReceivePack(uploads.git, inflight=inflight) if uploads is not None else None
     app = GitApp(services.storage, max_request_bytes=services.settings.max_push_bytes,
                  pushlog=services.pushlog, upload_pack=uploads, receive_pack=receives)
-    return _guard(services, _read_only(services, app), classify_git, policy)
+    return _guard(services, _gates(services, app), classify_git, policy)
 
 
 def upload_pack(choice: str, inflight: InFlight | None = None) -> UploadPack | None:
@@ -201,7 +205,7 @@ def hg_app(settings: Settings | None = None) -> Any:
     # that makes it ask for a password) must read all of it, up to the push
     # limit, or hg sees a TLS EOF. git needs no such thing: it probes a large
     # push with a tiny request first.
-    return _guard(services, _read_only(services, hg), classify_hg, policy,
+    return _guard(services, _gates(services, hg), classify_hg, policy,
                   write_drain_limit=max(services.settings.max_push_bytes, DEFAULT_DRAIN_LIMIT))
 
 

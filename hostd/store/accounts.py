@@ -17,6 +17,7 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from hostd.names import RepoName, normalize_name
 from hostd.store.database import Connection, Database
@@ -44,6 +45,10 @@ class Repo:
     name: str
     vcs: str
     public: bool
+    #: The storage shard holding it (hostd/store/shards.py).
+    shard: str
+    #: While ``hostd repo move`` takes it to another shard, that shard: pushes wait (hostd/ops/move.py).
+    moving_to: str | None = None
 
     @property
     def ref(self) -> RepoName:
@@ -195,41 +200,49 @@ class Accounts:
     def repo(self, ref: RepoName) -> Repo | None:
         with self.db.connection() as conn:
             row = conn.execute(
-                "SELECT owner, name, vcs, public FROM repos WHERE owner = %s AND name = %s",
-                (ref.owner, ref.name),
+                f"SELECT {_REPO_COLUMNS} FROM repos WHERE owner = %s AND name = %s", (ref.owner, ref.name)
             ).fetchone()
-        return None if row is None else Repo(row["owner"], row["name"], row["vcs"], bool(row["public"]))
+        return None if row is None else _repo(row)
 
-    def add_repo(self, ref: RepoName, vcs: str, public: bool) -> Repo:
+    def add_repo(self, ref: RepoName, vcs: str, public: bool, *, shard: str | None = None) -> Repo:
+        """Register a repository on ``shard``, or on the one :func:`place` picks (None)."""
         with self.db.transaction() as conn:
             self._existing_user(conn, ref.owner)
             if conn.execute(
                 "SELECT 1 FROM repos WHERE owner = %s AND name = %s", (ref.owner, ref.name)
             ).fetchone():
                 raise AccountError(f"repository already exists: {ref}")
+            if shard is None:
+                shard = place(conn)
+            elif conn.execute("SELECT 1 FROM shards WHERE name = %s", (shard,)).fetchone() is None:
+                raise AccountError(f"no such shard: {shard}")
             conn.execute(
-                "INSERT INTO repos (owner, name, vcs, public, created) VALUES (%s, %s, %s, %s, %s)",
-                (ref.owner, ref.name, vcs, public, time.time()),
+                "INSERT INTO repos (owner, name, vcs, public, shard, created) VALUES (%s, %s, %s, %s, %s, %s)",
+                (ref.owner, ref.name, vcs, public, shard, time.time()),
             )
-        return Repo(ref.owner, ref.name, vcs, public)
+        return Repo(ref.owner, ref.name, vcs, public, shard)
+
+    def placement(self) -> str:
+        """The shard :func:`place` would put a new repository on now."""
+        with self.db.connection() as conn:
+            return place(conn)
 
     def delete_repo(self, ref: RepoName) -> Repo:
         with self.db.transaction() as conn:
             row = conn.execute(
-                "SELECT vcs, public FROM repos WHERE owner = %s AND name = %s", (ref.owner, ref.name)
+                f"DELETE FROM repos WHERE owner = %s AND name = %s RETURNING {_REPO_COLUMNS}", (ref.owner, ref.name)
             ).fetchone()
             if row is None:
                 raise AccountError(f"no such repository: {ref}")
-            conn.execute("DELETE FROM repos WHERE owner = %s AND name = %s", (ref.owner, ref.name))
-        return Repo(ref.owner, ref.name, row["vcs"], bool(row["public"]))
+        return _repo(row)
 
     def repos(self, *, public_only: bool = False) -> list[Repo]:
-        sql = "SELECT owner, name, vcs, public FROM repos"
+        sql = f"SELECT {_REPO_COLUMNS} FROM repos"
         if public_only:
             sql += " WHERE public"
         with self.db.connection() as conn:
             rows = conn.execute(sql + " ORDER BY owner, name").fetchall()
-        return [Repo(r["owner"], r["name"], r["vcs"], bool(r["public"])) for r in rows]
+        return [_repo(r) for r in rows]
 
     def grant(self, username: str, ref: RepoName, level: Level) -> None:
         with self.db.transaction() as conn:
@@ -271,6 +284,35 @@ class Accounts:
             "SELECT vcs FROM repos WHERE owner = %s AND name = %s", (ref.owner, ref.name)
         ).fetchone()
         return row
+
+
+_REPO_COLUMNS = "owner, name, vcs, public, shard, moving_to"
+
+
+def _repo(row: dict[str, Any]) -> Repo:
+    return Repo(row["owner"], row["name"], row["vcs"], bool(row["public"]), row["shard"], row["moving_to"])
+
+
+def place(conn: Connection) -> str:
+    """The shard a new repository goes to: of those taking new repositories
+    (not draining, weight above 0), the one with the fewest repositories for
+    its weight; ties go to the first name.
+
+    Deterministic, so where a repository lands can be told in advance and
+    tested; spreading by count rather than at random keeps a new shard from
+    staying empty by bad luck. Sizes are not counted: a shard's weight is
+    the operator's say on how much it should hold.
+    """
+    row = conn.execute(
+        "SELECT s.name FROM shards AS s LEFT JOIN repos AS r ON r.shard = s.name"
+        " WHERE NOT s.draining AND s.weight > 0"
+        " GROUP BY s.name, s.weight ORDER BY count(r.name)::float / s.weight, s.name LIMIT 1"
+    ).fetchone()
+    if row is None:
+        raise AccountError("no shard takes new repositories: every shard is draining or has weight 0"
+                           " (hostd shard list)")
+    name: str = row["name"]
+    return name
 
 
 def access_level(username: str | None, repo: Repo, granted: Callable[[str], Level]) -> Level:

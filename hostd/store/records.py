@@ -68,6 +68,8 @@ DEPENDS: Final = {
     "tokens": ("token",),
     "repos": ("repo", "grant"),
     "grants": ("grant",),
+    # Nothing is cached from it; without an entry it would forget everything.
+    "shards": (),
 }
 KINDS: Final = ("user", "token", "repo", "grant")
 

@@ -21,18 +21,14 @@ from base64 import b64encode
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hostd.ops import stack as stackmod
-from tests.e2e.stackfixture import VENV_BIN, Stack
+from tests.e2e.stackfixture import Stack
 from tests.e2e.test_operations import ThrottleProxy
 
 # --- The supervisor and /proc ---------------------------------------------------
 
 def supervisorctl(stack: Stack, *args: str) -> str:
     """Run supervisorctl against this stack's supervisord; its output."""
-    env = stackmod.environment(stack.settings)
-    result = subprocess.run([str(VENV_BIN / "supervisorctl"), "-c", str(stackmod.SUPERVISORD_CONF), *args],
-                            env=env, capture_output=True, text=True, timeout=60)
-    return result.stdout.strip()
+    return stack.supervisorctl(*args)
 
 
 def pool_master(stack: Stack, pool: str) -> int:

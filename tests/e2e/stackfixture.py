@@ -105,6 +105,13 @@ class Stack:
             raise AssertionError(f"hostd {' '.join(args)} failed: {result.stderr}")
         return result
 
+    def supervisorctl(self, *args: str, check: bool = False) -> str:
+        """Run supervisorctl against this stack's supervisord; its output."""
+        result = subprocess.run([str(VENV_BIN / "supervisorctl"), "-c", str(stack.SUPERVISORD_CONF), *args],
+                                env=stack.environment(self.settings), capture_output=True, text=True, timeout=60,
+                                check=check)
+        return result.stdout.strip()
+
     def forget_failed_logins(self) -> None:
         """Reset both brute-force counters (singlemalt's in memcached, HAProxy's
         stick table): every client in these tests shares 127.0.0.1."""

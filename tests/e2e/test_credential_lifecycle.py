@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hostd.ops import stack as stackmod
 from singlemalt import LoginThrottle, SafeMemcache
-from tests.e2e.stackfixture import VENV_BIN, Stack
+from tests.e2e.stackfixture import Stack
 from tests.polling import wait_until
 
 #: What singlemalt's throttle is built with in hostd (``LoginThrottle`` defaults).
@@ -56,8 +55,7 @@ def clone(stack: Stack, repo: str, user: str, password: str, into: Path) -> subp
 
 
 def supervisorctl(stack: Stack, *args: str) -> None:
-    subprocess.run([str(VENV_BIN / "supervisorctl"), "-c", str(stackmod.SUPERVISORD_CONF), *args],
-                   env=stackmod.environment(stack.settings), capture_output=True, text=True, timeout=60, check=True)
+    stack.supervisorctl(*args, check=True)
 
 
 def memcached_answers(stack: Stack) -> bool:

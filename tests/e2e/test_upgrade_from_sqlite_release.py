@@ -138,10 +138,10 @@ def sqlite_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def postgres_rows(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row, booleans as the 0/1 SQLite stored."""
+    """Every row in the release's columns, booleans as the 0/1 SQLite stored."""
     with psycopg.connect(settings.database) as conn:
         return {t: sorted((tuple(int(v) if isinstance(v, bool) else v for v in row)
-                           for row in conn.execute(f"SELECT * FROM {t}").fetchall()), key=repr) for t in TABLES}
+                           for row in pg.rows_as_released(conn, t)), key=repr) for t in TABLES}
 
 
 def refs(repo: str) -> str:

@@ -54,7 +54,7 @@ def test_data_anywhere_names_the_installation_read(place: str, two: tuple[Path, 
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = two
     argv = PLACES[place]
-    assert run(capsys, monkeypatch, argv(str(a), ["repo", "list"])) == (0, "alice/notes\tgit\tprivate\n", "")
+    assert run(capsys, monkeypatch, argv(str(a), ["repo", "list"])) == (0, "alice/notes\tgit\tprivate\tdefault\n", "")
     assert run(capsys, monkeypatch, argv(str(b), ["repo", "list"])) == (0, "", "")
 
 
@@ -71,7 +71,7 @@ def test_hostd_data_is_the_default_and_data_overrides_it(two: tuple[Path, Path],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = two
     monkeypatch.setenv("HOSTD_DATA", str(a))
-    assert run(capsys, monkeypatch, ["repo", "list"])[1] == "alice/notes\tgit\tprivate\n"
+    assert run(capsys, monkeypatch, ["repo", "list"])[1] == "alice/notes\tgit\tprivate\tdefault\n"
     assert run(capsys, monkeypatch, ["--data", str(b), "repo", "list"])[1] == ""
 
 
@@ -90,7 +90,7 @@ def test_the_same_directory_twice_is_one(two: tuple[Path, Path], capsys: Capsys,
     a, _ = two
     monkeypatch.chdir(a.parent)
     code, out, _ = run(capsys, monkeypatch, ["--data", str(a), "repo", "list", "--data", "a/../a"])
-    assert (code, out) == (0, "alice/notes\tgit\tprivate\n")
+    assert (code, out) == (0, "alice/notes\tgit\tprivate\tdefault\n")
 
 
 # One command line per command but init, valid but for the missing installation.
@@ -106,6 +106,7 @@ COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("repo", "create"): ["repo", "create", "alice/notes", "--vcs", "hg"],
     ("repo", "delete"): ["repo", "delete", "alice/notes"],
     ("repo", "list"): ["repo", "list"],
+    ("repo", "move"): ["repo", "move", "alice/notes", "s2"],
     ("maintain",): ["maintain"],
     ("log",): ["log", "alice/notes"],
     ("flag", "set"): ["flag", "set", "read_only", "on"],
@@ -117,6 +118,15 @@ COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("pool", "remove"): ["pool", "remove", "git", "git2"],
     ("traffic",): ["traffic", "--png", "PNG", "--minutes", "0.1"],
     ("reap",): ["reap"],
+    ("shard", "list"): ["shard", "list"],
+    ("shard", "add"): ["shard", "add", "s2"],
+    ("shard", "drain"): ["shard", "drain", "s2"],
+    ("shard", "undrain"): ["shard", "undrain", "s2"],
+    ("shard", "weight"): ["shard", "weight", "s2", "2"],
+    ("shard", "servers"): ["shard", "servers", "s2", "--git", "127.0.0.1:8111"],
+    ("routes", "sync"): ["routes", "sync", "--files-only"],
+    ("routes", "follow"): ["routes", "follow"],
+    ("routes", "show"): ["routes", "show"],
     ("db", "upgrade"): ["db", "upgrade"],
     ("db", "current"): ["db", "current"],
     ("db", "backup"): ["db", "backup", "hostd.dump"],

@@ -12,12 +12,12 @@ from tests.hostd.cli.conftest import Hostd
 def test_user_and_repository_lifecycle(hostd: Hostd, tmp_path: Path) -> None:
     assert hostd("user", "add", "Alice", stdin="s3cret-password\n")[0] == 0
     code, out, _ = hostd("repo", "create", "alice/demo", "--vcs", "git", "--public")
-    assert (code, out.strip()) == (0, "public git repository alice/demo created")
+    assert (code, out.strip()) == (0, "public git repository alice/demo created on shard default")
     assert (tmp_path / "var" / "repos" / "alice" / "demo.git" / "HEAD").exists()
     assert hostd("repo", "create", "alice/notes", "--vcs", "hg")[0] == 0
     assert (tmp_path / "var" / "repos" / "alice" / "notes" / ".hg").is_dir()
     code, out, _ = hostd("repo", "list")
-    assert out.splitlines() == ["alice/demo\tgit\tpublic", "alice/notes\thg\tprivate"]
+    assert out.splitlines() == ["alice/demo\tgit\tpublic\tdefault", "alice/notes\thg\tprivate\tdefault"]
     assert hostd("user", "add", "bob", stdin="another-password\n")[0] == 0
     assert hostd("grant", "bob", "alice/notes", "write")[0] == 0
     assert hostd("revoke", "bob", "alice/notes")[0] == 0

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import webtest
 
-from hostd.guard.policy import PUSH_UNAVAILABLE, READ_UNAVAILABLE, RepositoryPolicy
+from hostd.guard.policy import MOVING, PUSH_UNAVAILABLE, READ_UNAVAILABLE, RepositoryPolicy
 from hostd.names import RepoName
 from hostd.store.accounts import Accounts, Level
 from hostd.store.database import Database
@@ -118,6 +118,20 @@ def test_denials_need_no_database_check(world: World) -> None:
     # bob may not push anyway: he is told so, not that the database is down.
     denied = world.policy(BOB, world.target("alice/code", Action.WRITE))
     assert isinstance(denied, Denied) and denied.reveal
+
+
+def test_a_repository_in_its_move_window_refuses_pushes_to_those_who_may_push(world: World) -> None:
+    with world.accounts.db.transaction() as conn:
+        conn.execute("INSERT INTO shards (name, created) VALUES ('s2', 0)")
+        conn.execute("UPDATE repos SET moving_to = 's2' WHERE name = 'code'")
+    with pytest.raises(Unavailable) as raised:
+        world.policy(ALICE, world.target("alice/code", Action.WRITE))
+    assert raised.value.reason == MOVING.format("alice/code") and raised.value.retry_after == 5
+    # Reads go on; someone who may not push learns nothing of the move.
+    assert isinstance(world.policy(BOB, world.target("alice/code", Action.READ)), Allowed)
+    denied = world.policy(BOB, world.target("alice/code", Action.WRITE))
+    assert isinstance(denied, Denied) and "move" not in denied.reason
+    assert isinstance(world.policy(None, world.target("alice/code", Action.WRITE)), Denied)
 
 
 def test_without_a_write_check_writes_are_decided_from_the_records(database: Database) -> None:

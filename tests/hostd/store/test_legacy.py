@@ -9,7 +9,6 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from hostd.names import RepoName
@@ -18,6 +17,7 @@ from hostd.store.accounts import Accounts
 from hostd.store.database import Database
 from hostd.store.legacy import ImportReport, LegacyImportError, import_once
 from hostd.store.pushlog import PushLog
+from tests import pg
 
 #: The schema of the SQLite release, as ``git show 6c5e996:hostd/store/database.py`` has it
 #: (a copy: the test must not change when that history is out of reach).
@@ -122,8 +122,7 @@ def old_release_database(path: Path, *, keep_open: bool = False,
 
 def postgres_rows(db: Database) -> dict[str, list[tuple[Any, ...]]]:
     with db.connection() as conn:
-        return {table: sorted(conn.cursor(row_factory=psycopg.rows.tuple_row).execute(
-            f"SELECT * FROM {table}").fetchall(), key=repr) for table in EXPECTED}
+        return {table: pg.rows_as_released(conn, table) for table in EXPECTED}
 
 
 def expected_rows() -> dict[str, list[tuple[Any, ...]]]:

@@ -72,6 +72,10 @@ def test_upgrading_to_the_newest_revision_keeps_every_row(first_revision: str) -
 
     assert schema.current(first_revision) == schema.head()
     assert rows(first_revision) == before
+    # Repositories from before shards are on the shard of a single host.
+    with psycopg.connect(first_revision) as conn:
+        assert conn.execute("SELECT DISTINCT shard FROM repos").fetchall() == [("default",)]
+        assert conn.execute("SELECT name, weight, draining FROM shards").fetchall() == [("default", 1, False)]
 
 
 def test_the_upgraded_database_works_as_a_new_one(first_revision: str) -> None:
@@ -94,8 +98,9 @@ def test_the_upgraded_database_works_as_a_new_one(first_revision: str) -> None:
         writer.execute("DELETE FROM grants WHERE username = 'bob'")
         writer.execute("UPDATE repos SET public = true")
         writer.execute("UPDATE flags SET value = false")
-        heard = [note.payload for note in listener.notifies(timeout=10, stop_after=5)]
-    assert heard == ["users", "tokens", "grants", "repos", "flags"]
+        writer.execute("UPDATE shards SET weight = 2")
+        heard = [note.payload for note in listener.notifies(timeout=10, stop_after=6)]
+    assert heard == ["users", "tokens", "grants", "repos", "flags", "shards"]
 
 
 def test_upgrading_twice_changes_nothing(first_revision: str) -> None:
