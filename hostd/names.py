@@ -1,4 +1,4 @@
-"""Validation of user and repository names, and of repository URL paths.
+"""Validation of user and repository names, of repository URL paths, and of ``host:port`` addresses.
 
 Case rule: names are case-insensitive and stored in lower case. A request for
 ``/Alice/Demo.git`` reaches ``alice/demo``; two repositories can never differ
@@ -18,6 +18,13 @@ import re
 from dataclasses import dataclass
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}\Z")
+# A host written into HAProxy's configuration (a shard's servers): nothing it
+# would read as a quote, a variable, a comment or a second argument. A name
+# or IPv4 address of letters, digits, dots and dashes, neither at either end
+# (up to 253 characters, DNS's limit), or an IPv6 address in brackets.
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
+_IPV6 = re.compile(r"\[[0-9A-Fa-f:.]{2,45}\]\Z")
+_PORT = re.compile(r"[0-9]{1,5}\Z")
 RESERVED = frozenset({"healthz", "readyz", "static", "login", "logout", "api", "metrics", "stats"})
 
 
@@ -63,3 +70,15 @@ def parse_repo_path(path: str) -> tuple[RepoName, bool] | None:
         stripped = stripped[: -len(".git")]
     repo = parse_repo_name(stripped)
     return None if repo is None else (repo, git_suffix)
+
+
+def parse_host_port(text: str) -> tuple[str, int] | None:
+    """``host:port`` as (host, port), an IPv6 host without its brackets; None when invalid."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not _PORT.match(port) or not 0 < int(port) < 65536:
+        return None
+    if _HOSTNAME.match(host):
+        return host, int(port)
+    if _IPV6.match(host):
+        return host[1:-1], int(port)
+    return None

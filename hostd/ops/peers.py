@@ -30,8 +30,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hostd.ops.generated import template, write_atomically
 from hostd.ops.haproxy import StackError, command
-from hostd.ops.routes import write_atomically
 from hostd.settings import PROJECT_ROOT, Peer, Settings, SettingsError, is_lb_name
 
 #: The file HAProxy reads from the run directory (deploy/supervisord.conf).
@@ -73,10 +73,7 @@ def render_peers(lb_name: str, peers: Sequence[Peer], *, local_port: int) -> str
         raise ValueError(f"the peers {', '.join(names)} do not include this load balancer, {lb_name}")
     lines = [f"    # This load balancer (HOSTD_LB_NAME): HAProxy listens on {_own(listed, lb_name)}."]
     lines += [f"    peer {peer.name} {peer.address}" for peer in listed]
-    template = "".join(
-        line for line in TEMPLATE.read_text().splitlines(keepends=True) if not line.startswith("##")
-    ).strip("\n")
-    return HEADER + "\n" + template.replace("@PEERS@", "\n".join(lines)) + "\n"
+    return HEADER + "\n" + template(TEMPLATE).replace("@PEERS@", "\n".join(lines)) + "\n"
 
 
 def _own(peers: Sequence[Peer], lb_name: str) -> str:

@@ -29,14 +29,13 @@ them): :func:`ensure_route_files`.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hostd.names import RepoName, parse_repo_name
+from hostd.names import RepoName, parse_host_port, parse_repo_name
+from hostd.ops.generated import template, write_atomically
 from hostd.ops.haproxy import PoolError, command
 from hostd.settings import PROJECT_ROOT, Settings, is_shard_name
 
@@ -57,19 +56,11 @@ HEADER = (
 PAYLOAD_BYTES = 8192
 
 # Addresses are written into the configuration: nothing HAProxy would read
-# as a quote, a variable, a comment or a second argument.
-_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
-_TCP = re.compile(rf"(?P<host>{_HOST}):(?P<port>[0-9]{{1,5}})\Z")
+# as a quote, a variable, a comment or a second argument (TCP ones:
+# hostd.names.parse_host_port).
 _UNIX = re.compile(r"unix@/[A-Za-z0-9._/-]+\Z")
 _VERSION = re.compile(r"New version created: (?P<version>[0-9]+)\s*\Z")
 _BACKEND = re.compile(r"^backend (\S+)$", re.MULTILINE)
-
-
-def _tcp(text: str) -> tuple[str, str] | None:
-    match = _TCP.match(text)
-    if match is None or not 0 < int(match["port"]) < 65536:
-        return None
-    return match["host"].strip("[]"), match["port"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +78,9 @@ class Server:
     maxconn: int | None = None
 
     def __post_init__(self) -> None:
-        if _tcp(self.address) is None and _UNIX.match(self.address) is None:
+        if parse_host_port(self.address) is None and _UNIX.match(self.address) is None:
             raise ValueError(f"server address {self.address!r} is neither host:port nor unix@/path")
-        if self.check is not None and _tcp(self.check) is None:
+        if self.check is not None and parse_host_port(self.check) is None:
             raise ValueError(f"check address {self.check!r} is not host:port")
         if self.check is None and self.address.startswith("unix@"):
             raise ValueError(f"{self.address}: a unix socket needs a TCP check address")
@@ -102,7 +93,7 @@ class Server:
         if self.maxconn is not None:
             words.append(f"maxconn {self.maxconn}")
         words.append("check")
-        checked = _tcp(self.check) if self.check is not None else None
+        checked = parse_host_port(self.check) if self.check is not None else None
         if checked is not None:
             words.append(f"addr {checked[0]} port {checked[1]}")
         return " ".join(words)
@@ -172,9 +163,7 @@ def render_backends(shards: Iterable[ShardServers], *, home: str) -> str:
     """
     if not is_shard_name(home):
         raise ValueError(f"{home!r} is not a shard name")
-    template = "".join(
-        line for line in TEMPLATE.read_text().splitlines(keepends=True) if not line.startswith("##")
-    ).strip("\n")
+    backends = template(TEMPLATE)
     by_name: dict[str, ShardServers] = {}
     for shard in shards:
         if not is_shard_name(shard.name):
@@ -183,7 +172,7 @@ def render_backends(shards: Iterable[ShardServers], *, home: str) -> str:
             raise ValueError(f"shard {shard.name} is given twice")
         by_name[shard.name] = shard
     rendered = [
-        template.replace("@GIT_SERVERS@", _servers(shard.git, "git"))
+        backends.replace("@GIT_SERVERS@", _servers(shard.git, "git"))
         .replace("@HG_SERVERS@", _servers(shard.hg, "hg"))
         .replace("@SHARD@", name)
         for name, shard in sorted(by_name.items())
@@ -224,20 +213,6 @@ def _check_map_against(entries: list[tuple[str, str]], backends: Collection[str]
     missing = sorted({shard for _, shard in entries if {f"git-{shard}", f"hg-{shard}"} - set(backends)})
     if missing:
         raise ValueError(f"the route map names shards without backends: {', '.join(missing)}")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def write_route_files(settings: Settings, map_text: str, backends_text: str) -> None:

@@ -16,19 +16,15 @@ new ones. The load balancers route by :meth:`Shards.routes`
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from hostd.names import RepoName
+from hostd.names import RepoName, parse_host_port
 from hostd.store.accounts import AccountError
 from hostd.store.database import Database
-
-#: A host name, an IPv4 address or a bracketed IPv6 address: no spaces, quotes or HAProxy syntax.
-_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +52,23 @@ class Shards:
         self.db = db
 
     def all(self) -> list[Shard]:
+        return self._select("", ())
+
+    def get(self, name: str) -> Shard:
+        found = self._select("WHERE s.name = %s", (name,))
+        if not found:
+            raise AccountError(f"no such shard: {name}")
+        return found[0]
+
+    def _select(self, where: str, params: tuple[object, ...]) -> list[Shard]:
+        """The shards ``where`` picks, by name, each with its count of repositories."""
         with self.db.connection() as conn:
             rows = conn.execute(
                 "SELECT s.name, s.weight, s.draining, s.git_servers, s.hg_servers, count(r.name) AS repositories"
-                " FROM shards AS s LEFT JOIN repos AS r ON r.shard = s.name"
-                " GROUP BY s.name ORDER BY s.name"
+                f" FROM shards AS s LEFT JOIN repos AS r ON r.shard = s.name {where}"
+                " GROUP BY s.name ORDER BY s.name", params
             ).fetchall()
         return [_shard(row) for row in rows]
-
-    def get(self, name: str) -> Shard:
-        for shard in self.all():
-            if shard.name == name:
-                return shard
-        raise AccountError(f"no such shard: {name}")
 
     def add(self, name: str, *, weight: int = 1, git: tuple[str, ...] = (), hg: tuple[str, ...] = ()) -> Shard:
         """Register a shard; it takes new repositories at once unless its weight is 0."""
@@ -137,8 +137,7 @@ def _check_weight(weight: int) -> None:
 def _check_servers(servers: tuple[str, ...]) -> None:
     """``host:port`` each: they become HAProxy ``server`` lines, so nothing else may pass."""
     for server in servers:
-        host, _, port = server.rpartition(":")
-        if not (host and _HOST.fullmatch(host) and port.isdigit() and 0 < int(port) < 65536):
+        if parse_host_port(server) is None:
             raise AccountError(f"server {server!r} is not host:port")
 
 

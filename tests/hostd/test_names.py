@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hostd.names import RepoName, normalize_name, parse_repo_name, parse_repo_path
+from hostd.names import RepoName, normalize_name, parse_host_port, parse_repo_name, parse_repo_path
 
 NAMES = [
     ("alice", "alice"),
@@ -67,3 +67,36 @@ PATHS = [
 @pytest.mark.parametrize(("path", "expected"), PATHS, ids=[p for p, _ in PATHS])
 def test_parse_repo_path(path: str, expected: tuple[RepoName, bool] | None) -> None:
     assert parse_repo_path(path) == expected
+
+
+HOST_PORTS = [
+    ("10.0.0.12:8101", ("10.0.0.12", 8101)),
+    ("shard-2.example.com:443", ("shard-2.example.com", 443)),
+    ("[::1]:8101", ("::1", 8101)),
+    ("[fe80::1:2]:1", ("fe80::1:2", 1)),
+    ("h:65535", ("h", 65535)),
+    ("h:65536", None),
+    ("h:0", None),
+    ("h:", None),
+    ("h", None),
+    (":80", None),
+    ("::1:80", None),
+    ("-h:80", None),
+    ("h.:80", None),
+    ("h h:80", None),
+    ('h":80', None),
+    ("h#x:80", None),
+    ("${X}:80", None),
+    ("h:8o", None),
+    ("h:²", None),
+    ("h:123456", None),
+    ("a" * 253 + ":80", ("a" * 253, 80)),
+    ("a" * 254 + ":80", None),
+    ("[]:80", None),
+    ("[" + "1" * 46 + "]:80", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), HOST_PORTS, ids=[t[:40] for t, _ in HOST_PORTS])
+def test_parse_host_port(text: str, expected: tuple[str, int] | None) -> None:
+    assert parse_host_port(text) == expected
