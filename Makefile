@@ -12,7 +12,7 @@ export HOSTD_DATA ?= $(CURDIR)/var
 BENCH_TOOLS := nginx fcgiwrap wrk
 BENCH_PKGS  := nginx fcgiwrap wrk
 
-.PHONY: install os-deps bench-deps run up down test test-external-db check-routes bench lint clean reload chaos soak attack
+.PHONY: install os-deps bench-deps run up down test test-external-db check-routes bench lint clean reload chaos soak attack cluster cluster-down cluster-check cluster-measure
 MINUTES    ?= 5
 
 install: os-deps $(STAMP)
@@ -80,6 +80,23 @@ soak: install
 attack: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m tests.chaos.attack
 
+# The multi-host lab (tests/cluster/lab.py): two load balancers, three shard
+# hosts, a web host, PostgreSQL and three memcached nodes, each in its own
+# network namespace (root only). cluster-check builds it when it is not up,
+# runs every check of tests/cluster/check.py, and removes what it built.
+cluster: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m tests.cluster up
+
+cluster-down:
+	@test -x $(PY) && PATH="$$PATH:/usr/sbin" $(PY) -m tests.cluster down || true
+
+cluster-check: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m tests.cluster check
+
+# What one request costs each host of the lab (the README's capacity model).
+cluster-measure: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m tests.cluster measure
+
 check-routes: install
 	PATH="$$PATH:/usr/sbin" $(PY) -m pytest -q tests/haproxy/test_routes.py
 
@@ -88,7 +105,7 @@ bench: install bench-deps
 
 lint: install
 	$(VENV)/bin/ruff check singlemalt hostd tests
-	$(VENV)/bin/mypy singlemalt hostd tests/bench
+	$(VENV)/bin/mypy singlemalt hostd tests/bench tests/cluster
 	$(VENV)/bin/lint-imports --no-cache
 
 clean:

@@ -1,4 +1,5 @@
-"""Validation of user and repository names, of repository URL paths, and of ``host:port`` addresses.
+"""Validation of user and repository names, of repository URL paths, of ``host:port`` addresses,
+and of the names HAProxy knows a server by.
 
 Case rule: names are case-insensitive and stored in lower case. A request for
 ``/Alice/Demo.git`` reaches ``alice/demo``; two repositories can never differ
@@ -14,6 +15,7 @@ web tier and the health checks use as the first path segment.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -25,6 +27,10 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}\Z")
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 _IPV6 = re.compile(r"\[[0-9A-Fa-f:.]{2,45}\]\Z")
 _PORT = re.compile(r"[0-9]{1,5}\Z")
+# A server or backend name sent to HAProxy's admin socket and written into its
+# configuration: no ";" (the socket's command separator), no space, quote or
+# newline (a second argument, a second command, a second line).
+_SERVER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 RESERVED = frozenset({"healthz", "readyz", "static", "login", "logout", "api", "metrics", "stats"})
 
 
@@ -82,3 +88,28 @@ def parse_host_port(text: str) -> tuple[str, int] | None:
     if _IPV6.match(host):
         return host[1:-1], int(port)
     return None
+
+
+def parse_ip_port(text: str) -> str | None:
+    """``IP:PORT`` (IPv6 in brackets) in HAProxy's spelling; None otherwise, a host name included.
+
+    A server HAProxy 2.6 adds at run time is never resolved (``init-addr
+    none``), so a name there would be accepted and never work.
+    """
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([0-9.]+):(\d{1,5})", text)
+    if match is None:
+        return None
+    host, port = (match[1], match[2]) if match[1] else (match[3], match[4])
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not 0 < int(port) < 65536:
+        return None
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def is_server_name(text: str) -> bool:
+    """Whether ``text`` may name an HAProxy server or backend (``git2``, ``git-s2``):
+    1-64 of letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit."""
+    return _SERVER.match(text) is not None

@@ -64,7 +64,7 @@ def test_unmodified_copy_keeps_every_contract(tmp_path: Path) -> None:
         # A pool app reaching up into operations; serving now reaches them through it.
         ("hostd/web/browse.py", "import hostd.ops.tls", {FLOORS, SERVING}),
         # A leaf reaching up into the stores (which import no configuration).
-        ("hostd/settings.py", "import hostd.store.database", {FLOORS}),
+        ("hostd/settings/__init__.py", "import hostd.store.database", {FLOORS}),
         ("hostd/hg/app.py", "import hostd.git.body", {POOLS}),
         ("hostd/ops/maintain.py", "import hostd.serve.worker", {SERVING}),
         ("hostd/names.py", "import hostd.settings", {LEAVES}),

@@ -2,10 +2,19 @@
 
 Runtime operations on the worker pools through HAProxy's admin socket
 (:mod:`hostd.ops.pooladmin`), and the sessions-per-second graph
-(:mod:`hostd.ops.traffic`). Nothing here changes haproxy.cfg: what is done here
-lasts until HAProxy is restarted, and survives reloads (``make reload``).
+(:mod:`hostd.ops.traffic`).
+
+The home backends (``git``, ``hg``, ``web``) are this load balancer's own:
+nothing here changes haproxy.cfg, and what is done here lasts until HAProxy
+is restarted, and survives reloads (``make reload``). A storage shard's
+backends (``git-s2``, ``hg-s2``) are every load balancer's: ``add`` and
+``remove`` change the shard's servers in the database, which every route
+follower (``hostd routes follow``) applies to its HAProxy, and this load
+balancer at once (:mod:`hostd.ops.shardpools`). ``drain`` and ``ready`` act
+on this load balancer's HAProxy only, whichever the backend.
 
     hostd pool add git git2 127.0.0.1:8111   # a second git worker, once healthy
+    hostd pool add git-s2 git3 10.0.0.13:8101  # a third server for shard s2, on every load balancer
     hostd pool drain git git1                # in-flight clones finish, no new ones
     hostd pool list
     hostd traffic --png traffic.png --minutes 5
@@ -19,8 +28,13 @@ from pathlib import Path
 from hostd.cli.args import SubParsers, add_command, add_group, positive_float, positive_int
 from hostd.cli.errors import CommandError
 from hostd.cli.installation import open_installation
-from hostd.ops import pooladmin, traffic
+from hostd.ops import pooladmin, routes, shardpools, traffic
+from hostd.ops.haproxy import PoolError
 from hostd.settings import Settings
+from hostd.store.shards import Shards
+
+#: What a BACKEND argument may be.
+BACKENDS = "git, hg, web, or a shard's git-S or hg-S"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -35,13 +49,19 @@ def _row(server: pooladmin.Server) -> str:
 
 
 def cmd_pool_list(args: argparse.Namespace) -> None:
-    """One line per server: state (UP, DOWN, DRAIN, MAINT), sessions, address, last check."""
+    """One line per server of every backend, the shards' too, as this load balancer's HAProxy has
+    them: state (UP, DOWN, DRAIN, MAINT), sessions, address, last check."""
     for server in pooladmin.servers(_settings(args), args.backend):
         print(_row(server))
 
 
 def cmd_pool_drain(args: argparse.Namespace) -> None:
-    """Stop sending new sessions to a server; its in-flight ones run to their end."""
+    """Stop sending new sessions to a server; its in-flight ones run to their end.
+
+    On this load balancer only, a shard's server too (the route follower
+    leaves the state of the servers the database names alone); the state
+    lasts until ``ready``, through reloads.
+    """
     settings = _settings(args)
     pooladmin.drain(settings, args.backend, args.server)
     server = pooladmin.server(settings, args.backend, args.server)
@@ -56,17 +76,74 @@ def cmd_pool_ready(args: argparse.Namespace) -> None:
 
 
 def cmd_pool_add(args: argparse.Namespace) -> None:
-    """Add a worker; it gets traffic once its health check has passed."""
+    """Add a worker; it gets traffic once its health check has passed.
+
+    To a shard's backend: the server is recorded in the database and added
+    here at once (when this HAProxy runs and has the backend), and by every
+    other load balancer's route follower.
+    """
+    shard = routes.parse_shard_backend(args.backend)
+    if shard is not None:
+        _add_to_shard(args, *shard)
+        return
     server = pooladmin.add(_settings(args), args.backend, args.name, args.address, args.maxconn,
                            timeout=args.timeout)
-    note = "" if server.healthy else " (gets traffic once its health check passes)"
-    print(_row(server) + note)
+    print(_row(server) + _pending(server))
+
+
+def _pending(server: pooladmin.Server) -> str:
+    return "" if server.healthy else " (gets traffic once its health check passes)"
+
+
+def _add_to_shard(args: argparse.Namespace, pool: str, shard: str) -> None:
+    if args.maxconn is not None:
+        raise CommandError(f"{args.backend}: a shard's servers have no --maxconn (the database keeps none; "
+                           "the shard's pools queue what they cannot take)")
+    # An IP address: HAProxy never resolves the name of a server added at run time.
+    address = pooladmin.parse_address(args.address)
+    installation = open_installation(args)
+    Shards(installation.database).add_server(shard, pool, args.name, address)
+    key = f"{args.backend}/{args.name}"
+    print(f"{key} {address} added to shard {shard}'s {pool} servers (every load balancer's route follower adds it)")
+    try:
+        server = shardpools.apply_add(installation.settings, args.backend, args.name, address, args.timeout)
+    except PoolError as error:
+        print(f"not added to this load balancer now: {error}")
+        return
+    print(_row(server) + _pending(server))
 
 
 def cmd_pool_remove(args: argparse.Namespace) -> None:
-    """Drain a server, wait for its sessions to finish, delete it."""
+    """Drain a server, wait for its sessions to finish, delete it.
+
+    From a shard's backend: the server is taken out of the database, and
+    drained and deleted here at once (when this HAProxy runs), and by
+    every other load balancer's route follower once its sessions end.
+    """
+    shard = routes.parse_shard_backend(args.backend)
+    if shard is not None:
+        _remove_from_shard(args, *shard)
+        return
     pooladmin.remove(_settings(args), args.backend, args.name, timeout=args.timeout)
     print(f"{args.backend}/{args.name} removed")
+
+
+def _remove_from_shard(args: argparse.Namespace, pool: str, shard: str) -> None:
+    installation = open_installation(args)
+    Shards(installation.database).remove_server(shard, pool, args.name)
+    key = f"{args.backend}/{args.name}"
+    print(f"{key} taken out of shard {shard}'s {pool} servers "
+          "(every load balancer's route follower drains and deletes it)")
+    try:
+        shardpools.apply_remove(installation.settings, args.backend, args.name, args.timeout)
+    except pooladmin.Busy:
+        print(f"drained here, sessions still in flight after {args.timeout:g}s: "
+              "the route follower deletes it once they have ended")
+        return
+    except PoolError as error:
+        print(f"not removed from this load balancer now: {error}")
+        return
+    print(f"{key} removed")
 
 
 def cmd_traffic(args: argparse.Namespace) -> None:
@@ -96,26 +173,30 @@ def register(top: SubParsers) -> None:
     pool = add_group(top, "pool", "drain, add and remove workers at run time (HAProxy admin socket)",
                      "hostd pool list", "hostd pool drain git git1")
     add_command(pool, "list", cmd_pool_list, "list the servers of every backend with their state",
-                "hostd pool list", "hostd pool list git") \
-        .add_argument("backend", nargs="?", metavar="BACKEND", help="only this backend (git, hg, web)")
-    for name, func, text in (("drain", cmd_pool_drain, "take a server out of the pool; in-flight sessions finish"),
-                             ("ready", cmd_pool_ready, "put a drained or maintained server back in the pool")):
+                "hostd pool list", "hostd pool list git-s2") \
+        .add_argument("backend", nargs="?", metavar="BACKEND", help=f"only this backend ({BACKENDS})")
+    for name, func, text in (("drain", cmd_pool_drain,
+                              "take a server out of this load balancer's pool; in-flight sessions finish"),
+                             ("ready", cmd_pool_ready,
+                              "put a drained or maintained server back in this load balancer's pool")):
         p = add_command(pool, name, func, text, f"hostd pool {name} git git1")
-        p.add_argument("backend", metavar="BACKEND", help="the backend: git, hg or web")
+        p.add_argument("backend", metavar="BACKEND", help=f"the backend: {BACKENDS}")
         p.add_argument("server", metavar="SERVER", help="the server's name in it (hostd pool list shows them)")
     p = add_command(pool, "add", cmd_pool_add, "add a worker to a backend; it gets traffic once healthy",
-                    "hostd pool add git git2 127.0.0.1:8111")
-    p.add_argument("backend", metavar="BACKEND", help="the backend: git, hg or web")
+                    "hostd pool add git git2 127.0.0.1:8111", "hostd pool add git-s2 git3 10.0.0.13:8101")
+    p.add_argument("backend", metavar="BACKEND",
+                   help=f"the backend: {BACKENDS} (a shard's: on every load balancer, through the database)")
     p.add_argument("name", metavar="NAME", help="the new server's name (letters, digits, '.', '_', '-')")
     p.add_argument("address", metavar="IP:PORT", help="the worker's health-check port (its traffic goes over "
-                   "<data>/run/BACKEND-NAME.sock when it listens there)")
+                   "<data>/run/BACKEND-NAME.sock when it listens there; a shard's server: its address)")
     p.add_argument("--maxconn", type=positive_int, default=None, metavar="N",
-                   help="its concurrency (default: that of the backend's first server)")
+                   help="its concurrency (default: that of the backend's first server; not for a shard's)")
     p.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS",
                    help="seconds to wait for its first health check (default 10)")
     p = add_command(pool, "remove", cmd_pool_remove, "drain a server, wait for its sessions, delete it",
-                    "hostd pool remove git git2 --timeout 120")
-    p.add_argument("backend", metavar="BACKEND", help="the backend: git, hg or web")
+                    "hostd pool remove git git2 --timeout 120", "hostd pool remove git-s2 git3")
+    p.add_argument("backend", metavar="BACKEND",
+                   help=f"the backend: {BACKENDS} (a shard's: on every load balancer, through the database)")
     p.add_argument("name", metavar="NAME", help="the server to remove")
     p.add_argument("--timeout", type=positive_float, default=60.0, metavar="SECONDS",
                    help="seconds to wait for in-flight sessions (default 60)")

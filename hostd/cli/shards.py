@@ -5,6 +5,7 @@ the route map tells every load balancer which shard holds which repository
 (:mod:`hostd.ops.routes`)::
 
     hostd shard add s2 --weight 2 --git 10.0.0.12:8101 --hg 10.0.0.12:8102
+    hostd shard servers s2 --git 10.0.0.12:8101 --git 10.0.0.13:8101 --hg 10.0.0.12:8102
     hostd shard drain default          # no new repositories there
     hostd shard list
     hostd routes sync                  # the map from the database, into HAProxy
@@ -76,12 +77,20 @@ def cmd_shard_weight(args: argparse.Namespace) -> None:
 
 
 def cmd_shard_servers(args: argparse.Namespace) -> None:
-    """Where load balancers reach the shard's pools; `hostd routes sync` and a reload apply it."""
+    """Where load balancers reach the shard's pools: the whole list of each, at once.
+
+    A server whose address was listed keeps its name; every load balancer's
+    route follower adds the new ones and drains and deletes the ones left
+    out, without a reload (:mod:`hostd.ops.shardpools`), as for ``hostd pool
+    add|remove git-S``, which change one server. ``--git``/``--hg`` left out
+    empty that pool.
+    """
     print(_line(_shards(args).set_servers(args.shard, git=tuple(args.git), hg=tuple(args.hg))))
 
 
 def cmd_routes_sync(args: argparse.Namespace) -> None:
-    """Write the route map and the shard backends from the database, and load the map into HAProxy."""
+    """Write the route map and the shard backends from the database, load the map into HAProxy,
+    and add and remove shard servers there as the database says."""
     installation = open_installation(args)
     result = routesync.sync(installation.settings, Shards(installation.database), push=not args.files_only)
     print(result.summary())
@@ -120,7 +129,8 @@ def register(top: SubParsers) -> None:
                     "hostd shard weight s2 3")
     p.add_argument("shard", type=shard_name, help="the shard")
     p.add_argument("weight", type=weight, help="0-1000; 0 places nothing there")
-    p = add_command(group, "servers", cmd_shard_servers, "set where load balancers reach a shard's pools",
+    p = add_command(group, "servers", cmd_shard_servers,
+                    "set where load balancers reach a shard's pools (the whole list; hostd pool add changes one)",
                     "hostd shard servers s2 --git 10.0.0.12:8101 --hg 10.0.0.12:8102")
     p.add_argument("shard", type=shard_name, help="the shard")
     _servers(p)

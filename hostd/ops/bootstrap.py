@@ -87,7 +87,8 @@ def _prepare_database(settings: Settings, *, demo: bool) -> Demo | None:
         created = None
         if settings.legacy_database.exists():
             legacy.import_once(settings.legacy_database, db)
-        elif fresh and demo:
+        elif fresh and demo and settings.runs("git"):
+            # Only where repositories are stored: the demo's live here.
             created = _create_demo(settings, db)
         # What HAProxy reads at start: where each repository is.
         routesync.sync(settings, shards, push=False)

@@ -14,10 +14,9 @@ from __future__ import annotations
 import csv
 import socket
 
-from hostd.settings import Settings
+from hostd.settings import POOLS, Settings
 
-#: The worker pools, which are also HAProxy's backend names.
-POOLS = ("git", "hg", "web")
+__all__ = ["POOLS"]  # the worker pools, which are also HAProxy's home backend names
 
 #: ``show stat`` type masks (doc/management.txt): 2 backends, 4 servers.
 BACKENDS = 2

@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -78,10 +79,15 @@ class Moved:
     #: Refs (git) or changesets and bookmarks (hg) verified equal on both sides.
     verified: int
     old_copy: Path
+    #: Where the window went: waiting for the pushes running when it opened,
+    #: the final sync, the verification (seconds each).
+    steps: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def summary(self) -> str:
+        waited, synced, checked = self.steps
         return (f"{self.ref} moved from shard {self.source} to {self.target}: {self.verified} refs verified,"
-                f" read-only for {self.window:.2f} s; the old copy is kept in {self.old_copy}")
+                f" read-only for {self.window:.2f} s (running pushes {waited:.2f} s, final sync {synced:.2f} s,"
+                f" verification {checked:.2f} s); the old copy is kept in {self.old_copy}")
 
 
 def move(db: Database, ref: RepoName, target: str, *, source_root: Path, target_root: Path,
@@ -108,6 +114,9 @@ def move(db: Database, ref: RepoName, target: str, *, source_root: Path, target_
     staging.parent.mkdir(parents=True, exist_ok=True)
     try:
         _copy(repo.vcs, source, staging)
+        # Catch up once more while pushes still land: the copy may be minutes
+        # old, and what is fetched now is not fetched in the window.
+        _sync(repo.vcs, source, staging)
         return _switch(db, repo, target, source, staging, final, source_root, lock_timeout, clock)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -127,8 +136,11 @@ def _switch(db: Database, repo: Repo, target: str, source: Path, staging: Path, 
     opened = clock()
     try:
         with exclusive(source, repo.vcs, timeout=lock_timeout):
+            fenced = clock()
             _sync(repo.vcs, source, staging)
+            synced = clock()
             verified = _verify(repo.vcs, source, staging)
+            checked = clock()
             staging.rename(final)
             old = source_root / MOVED_DIR / f"{repo.owner}.{final.name}.{time.strftime('%Y%m%dT%H%M%S')}"
             old.parent.mkdir(mode=0o700, exist_ok=True)
@@ -145,7 +157,8 @@ def _switch(db: Database, repo: Repo, target: str, source: Path, staging: Path, 
         abandon(db, repo.ref, target)
         raise
     log.info("moved %s from %s to %s; read-only for %.2f s", repo.ref, repo.shard, target, window)
-    return Moved(repo.ref, repo.shard, target, window, verified, old)
+    return Moved(repo.ref, repo.shard, target, window, verified, old,
+                 (fenced - opened, synced - fenced, checked - synced))
 
 
 def _set(db: Database, assignments: str, repo: Repo, target: str) -> None:
@@ -193,14 +206,19 @@ def _state(vcs: str, path: Path) -> list[str]:
     if vcs == "git":
         return sorted(_run("git", "-C", path, "for-each-ref", "--format=%(objectname) %(refname)").splitlines()
                       + [_run("git", "-C", path, "symbolic-ref", "HEAD").strip()])
-    hg = hg_command()
-    return (_run(*hg, "-R", path, "log", "-r", "all()", "-T", "{node} {phase}\n").splitlines()
-            + sorted(_run(*hg, "-R", path, "bookmarks", "-T", "{bookmark} {node}\n").splitlines()))
+    # One Mercurial start per side (each costs more than the reading):
+    # every changeset with its phase, and every bookmark with its changeset.
+    lines = _run(*hg_command(), "-R", path, "log", "-r", "all()", "-T", "{node} {phase} {bookmarks}\n").splitlines()
+    changesets = [" ".join(line.split()[:2]) for line in lines]
+    bookmarks = sorted(f"{mark} {line.split()[0]}" for line in lines for mark in line.split()[2:])
+    return changesets + bookmarks
 
 
 def _verify(vcs: str, source: Path, staging: Path) -> int:
     """Every ref (git) or changeset, phase and bookmark (hg) the same on both sides; how many."""
-    before, after = _state(vcs, source), _state(vcs, staging)
+    with ThreadPoolExecutor(max_workers=2) as both:
+        before_read, after_read = both.submit(_state, vcs, source), both.submit(_state, vcs, staging)
+        before, after = before_read.result(), after_read.result()
     if before != after:
         missing = sorted(set(before) - set(after))[:3]
         raise MoveError(f"the copy differs from the repository ({len(set(before) ^ set(after))} differences,"

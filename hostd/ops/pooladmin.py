@@ -17,11 +17,13 @@ Servers added here are HAProxy 2.6 "dynamic servers". HAProxy forgets them
 on a reload (they are not in haproxy.cfg), so :func:`snapshot` and
 :func:`restore` carry them, with their drain or maintenance state, over to
 the new worker; :func:`hostd.ops.stack.reload_haproxy` calls both.
+
+They work on a storage shard's backends (``git-s2``) too, with their health
+check; which servers those have is the database's to say (:mod:`hostd.ops.shardpools`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import time
@@ -30,7 +32,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from hostd.ops import haproxy
+from hostd.names import is_server_name, parse_ip_port
+from hostd.ops import haproxy, routes
 from hostd.ops.haproxy import PoolError
 from hostd.settings import Settings
 
@@ -42,10 +45,6 @@ log = logging.getLogger(__name__)
 #: they agree): a dead worker leaves the pool within ~4 s. The check itself
 #: (``option httpchk GET /healthz``) is the backend's and applies as is.
 CHECK_OPTIONS = "inter 2s fall 2 rise 2"
-
-#: A backend or server name: also keeps ";" (HAProxy's command separator),
-#: spaces and newlines out of the commands built below.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 # srv_admin_state bits (doc/management.txt, "show servers state").
 _MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20
@@ -63,6 +62,10 @@ class Admin(StrEnum):
     READY = "ready"
     DRAIN = "drain"
     MAINT = "maint"
+
+
+class Busy(PoolError):
+    """A server to remove still has sessions in flight: it stays drained; try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,26 +174,18 @@ def worker_socket(settings: Settings, backend: str, name: str) -> Path:
 
 
 def parse_address(text: str) -> str:
-    """``IP:PORT`` (IPv6 in brackets) in HAProxy's spelling; PoolError otherwise.
-
-    Host names are refused: a dynamic server is never resolved (HAProxy 2.6
-    gives it ``init-addr none``), so a name would be accepted and never work.
-    """
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([0-9.]+):(\d{1,5})", text)
-    if match is None:
-        raise PoolError(f"invalid address {text!r}: expected IP:PORT, e.g. 127.0.0.1:8111")
-    host, port = (match[1], match[2]) if match[1] else (match[3], match[4])
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise PoolError(f"invalid address {text!r}: {host!r} is not an IP address") from None
-    if not 0 < int(port) < 65536:
-        raise PoolError(f"invalid address {text!r}: {port} is not a TCP port")
-    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+    """``IP:PORT`` in HAProxy's spelling (:func:`hostd.names.parse_ip_port`: never a host
+    name, which HAProxy would not resolve for an added server); PoolError otherwise."""
+    address = parse_ip_port(text)
+    if address is None:
+        raise PoolError(f"invalid address {text!r}: expected IP:PORT (an IP address), e.g. 127.0.0.1:8111")
+    return address
 
 
 def _checked_name(kind: str, name: str) -> str:
-    if not _NAME.fullmatch(name):
+    # Also keeps ";" (HAProxy's command separator), spaces and newlines out
+    # of the commands built below.
+    if not is_server_name(name):
         raise PoolError(f"invalid {kind} name {name!r}: letters, digits, '.', '_', '-'")
     return name
 
@@ -273,32 +268,34 @@ def add(settings: Settings, backend: str, name: str, address: str, maxconn: int 
     """Add a worker to a backend; it takes traffic only once a check has passed.
 
     ``maxconn`` defaults to the backend's first server's, i.e. a worker of the
-    same size. The server is created drained (checked, no traffic) and put
-    in ``admin`` state after its first health-check verdict, so a worker
-    that is not listening yet is never sent a clone. If no verdict comes
-    within ``timeout`` seconds it stays drained and PoolError says so.
+    same size (none yet in a shard's: no limit, as in shards.cfg). The server
+    is created drained (checked, no traffic) and put in ``admin`` state after
+    its first health-check verdict, so a worker that is not listening yet is
+    never sent a clone. If no verdict comes within ``timeout`` seconds it
+    stays drained and PoolError says so.
     ``check_first=False`` skips the wait, for a server known to be healthy
     (one carried over a reload): the check still runs, as for any server.
     """
     _checked_name("backend", backend)
     _checked_name("server", name)
     addr = parse_address(address)
-    existing = servers(settings, backend)
-    if not existing:
+    existing, shard = servers(settings, backend), routes.parse_shard_backend(backend) is not None
+    if not (existing or shard):
         raise PoolError(f"backend {backend!r} has no server to copy settings from")
-    if maxconn is None:
-        maxconn = existing[0].maxconn
+    maxconn = (existing[0].maxconn if existing else 0) if maxconn is None else maxconn
     limit = f" maxconn {maxconn}" if maxconn > 0 else ""
     key = f"{backend}/{name}"
-    target = f"{addr} check"
+    target, options = f"{addr} check", routes.SERVER_OPTIONS if shard else CHECK_OPTIONS
     local = worker_socket(settings, backend, name)
-    if local.is_socket():
+    if shard:
+        pass  # another host's pool, reached over the network as in shards.cfg
+    elif local.is_socket():
         host, _, port = addr.rpartition(":")
         target = f"unix@{local} check addr {host.strip('[]')} port {port}"
     else:
         log.warning("%s: no %s, so HAProxy reaches it over TCP and it believes no forwarded client address "
                     "unless HOSTD_TRUSTED_PROXIES names HAProxy's", key, local)
-    _expect(settings, f"add server {key} {target} {CHECK_OPTIONS}{limit}", "New server registered")
+    _expect(settings, f"add server {key} {target} {options}{limit}", "New server registered")
     # A dynamic server starts in maintenance with its health check off; the
     # check stays paused for as long as the server is in maintenance.
     _expect(settings, f"enable health {key}")
@@ -312,24 +309,25 @@ def add(settings: Settings, backend: str, name: str, address: str, maxconn: int 
     return server(settings, backend, name)
 
 
-def remove(settings: Settings, backend: str, name: str, timeout: float = 60.0) -> None:
+def remove(settings: Settings, backend: str, name: str, timeout: float = 60.0, *, last: bool = False) -> None:
     """Drain a server, wait for its sessions to end, and delete it.
 
     HAProxy deletes only a server in maintenance with no connection, so the
     order is drain (in-flight clones finish), wait, maint, delete. After
-    ``timeout`` seconds with sessions still running it stays drained and
-    PoolError says so: run it again later.
+    ``timeout`` seconds (0: no wait) with sessions still running it stays
+    drained and :class:`Busy` says so: run it again later. A backend's only
+    server goes only with ``last`` (a shard's the database no longer names).
     """
     target = server(settings, backend, name)
-    if len(servers(settings, backend)) == 1:
+    if not last and len(servers(settings, backend)) == 1:
         raise PoolError(f"refusing to remove {target.key}: it is the only server of backend {backend}")
     if target.admin is not Admin.MAINT:
         drain(settings, backend, name)
     idle = _wait(settings, backend, name, lambda s: s.sessions == 0, timeout)
     if idle is None:
         busy = server(settings, backend, name).sessions
-        raise PoolError(f"{target.key} still has {busy} session(s) after {timeout:g}s; "
-                        "it stays drained, run remove again later")
+        raise Busy(f"{target.key} still has {busy} session(s) after {timeout:g}s; "
+                   "it stays drained, run remove again later")
     set_admin(settings, backend, name, Admin.MAINT)
     # Idle keep-alive connections to the server are closed by HAProxy a moment
     # after maintenance starts; until then the deletion is refused.

@@ -171,14 +171,12 @@ def temporary_server(settings: Settings) -> Iterator[None]:
 
 
 def supervisor_environment(settings: Settings) -> dict[str, str]:
-    """What deploy/supervisord.conf needs to run the cluster (or not to)."""
-    if not settings.managed_database:
-        # An external database: the program exists but never starts.
-        return {"HOSTD_POSTGRES_AUTOSTART": "false", "HOSTD_POSTGRES": "/bin/false",
-                "HOSTD_POSTGRES_USER": getpass.getuser()}
+    """What deploy/supervisord.conf needs to run the cluster (whether it starts: ``Settings.runs``)."""
+    if not settings.runs("postgres"):
+        # An external database, or another host's: the program exists but never starts.
+        return {"HOSTD_POSTGRES": "/bin/false", "HOSTD_POSTGRES_USER": getpass.getuser()}
     srv = server()
-    return {"HOSTD_POSTGRES_AUTOSTART": "true", "HOSTD_POSTGRES": srv.tool("postgres"),
-            "HOSTD_POSTGRES_USER": srv.user}
+    return {"HOSTD_POSTGRES": srv.tool("postgres"), "HOSTD_POSTGRES_USER": srv.user}
 
 
 def _run(command: list[str], what: str) -> None:

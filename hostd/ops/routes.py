@@ -25,6 +25,12 @@ names a shard without backends. Usage (what ``hostd routes sync`` does)::
 
 Both files must exist before HAProxy starts (it refuses to start without
 them): :func:`ensure_route_files`.
+
+Each server line is named as the database names the server
+(:mod:`hostd.store.shards`: ``git1``, ``git2``... or the name ``hostd pool
+add`` was given), so a reload and the servers added and deleted at run time
+(:mod:`hostd.ops.shardpools`) agree on every server's name. A :class:`Server`
+given without a name is named by its position (``git1`` first).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hostd.names import RepoName, parse_host_port, parse_repo_name
+from hostd.names import RepoName, is_server_name, parse_host_port, parse_repo_name
 from hostd.ops.generated import template, write_atomically
 from hostd.ops.haproxy import PoolError, command
 from hostd.settings import PROJECT_ROOT, Settings, is_shard_name
@@ -61,6 +67,13 @@ PAYLOAD_BYTES = 8192
 _UNIX = re.compile(r"unix@/[A-Za-z0-9._/-]+\Z")
 _VERSION = re.compile(r"New version created: (?P<version>[0-9]+)\s*\Z")
 _BACKEND = re.compile(r"^backend (\S+)$", re.MULTILINE)
+#: The pools a shard has a backend for, each named ``<pool>-<shard>``.
+SHARD_POOLS = ("git", "hg")
+#: The ``default-server`` options of every shard backend (haproxy/shard-backends.cfg;
+#: tests/hostd/ops/test_pooladmin.py checks that they agree), which HAProxy does not
+#: apply to a server added at run time: :mod:`hostd.ops.pooladmin` gives them to it.
+#: A dead shard fails fast: one failed check or connection marks a server down.
+SERVER_OPTIONS = "inter 1s fall 1 rise 2 observe layer4 error-limit 1 on-error mark-down"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +84,17 @@ class Server:
     is the pool's TCP side door, required for a unix socket: a check over the
     socket would wait behind busy request threads. ``maxconn`` is the pool's
     real concurrency (HAProxy queues above it); None: no limit here.
+    ``name`` is the server's name in its backend; None: by its position.
     """
 
     address: str
     check: str | None = None
     maxconn: int | None = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
+        if self.name is not None and not is_server_name(self.name):
+            raise ValueError(f"{self.name!r} is not a server name")
         if parse_host_port(self.address) is None and _UNIX.match(self.address) is None:
             raise ValueError(f"server address {self.address!r} is neither host:port nor unix@/path")
         if self.check is not None and parse_host_port(self.check) is None:
@@ -119,8 +136,23 @@ class ShardServers:
     def __post_init__(self) -> None:
         if not is_shard_name(self.name):
             raise ValueError(f"{self.name!r} is not a shard name")
-        for server in self.git + self.hg:
-            _server(server)
+        for pool, servers in (("git", self.git), ("hg", self.hg)):
+            names = [name for name, _ in _named(servers, pool)]
+            if len(set(names)) != len(names):
+                raise ValueError(f"shard {self.name}: two {pool} servers have the same name: {', '.join(names)}")
+
+
+def shard_backend(pool: str, shard: str) -> str:
+    """The backend of a shard's pool: ``git-s2``."""
+    return f"{pool}-{shard}"
+
+
+def parse_shard_backend(backend: str) -> tuple[str, str] | None:
+    """``(pool, shard)`` of a shard's backend name (``git-s2``: ``("git", "s2")``); None for any other name."""
+    pool, sep, shard = backend.partition("-")
+    if not sep or pool not in SHARD_POOLS or not is_shard_name(shard):
+        return None
+    return pool, shard
 
 
 def served_shards(shards: Iterable[ShardServers], *, home: str) -> frozenset[str]:
@@ -150,10 +182,19 @@ def render_map(routes: Iterable[tuple[RepoName, str]], *, served: Collection[str
     return "".join(f"{key} {shard}\n" for key, shard in sorted(placed.items()) if shard in served)
 
 
+def _named(servers: tuple[Server | str, ...], pool: str) -> list[tuple[str, Server]]:
+    """Each server with its name: its own, else ``<pool><position>``."""
+    named = []
+    for number, given in enumerate(servers, start=1):
+        server = _server(given)
+        named.append((server.name or f"{pool}{number}", server))
+    return named
+
+
 def _servers(servers: tuple[Server | str, ...], pool: str) -> str:
     if not servers:
         return "    # No server yet: every request is answered 503 above."
-    return "\n".join(_server(server).line(f"{pool}{number}") for number, server in enumerate(servers, start=1))
+    return "\n".join(server.line(name) for name, server in _named(servers, pool))
 
 
 def render_backends(shards: Iterable[ShardServers], *, home: str) -> str:
@@ -256,9 +297,14 @@ def _payloads(entries: list[tuple[str, str]]) -> Iterable[str]:
         yield "".join(chunk)
 
 
+def live_backends(settings: Settings) -> frozenset[str]:
+    """The backends of the running HAProxy (PoolError: unreachable)."""
+    return frozenset(command(settings, "show backend").split()) - {"#", "name"}
+
+
 def live_shards(settings: Settings) -> frozenset[str]:
     """The shards whose git and hg backends the running HAProxy has (PoolError: unreachable)."""
-    names = set(command(settings, "show backend").split())
+    names = live_backends(settings)
     return frozenset(name[len("git-"):] for name in names
                      if name.startswith("git-") and f"hg-{name[len('git-'):]}" in names)
 

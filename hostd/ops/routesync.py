@@ -1,17 +1,21 @@
 """The route map and the shard backends, from the database to a load balancer.
 
-The database says where each repository lives (:mod:`hostd.store.shards`);
-:mod:`hostd.ops.routes` renders what HAProxy reads. :func:`sync` joins them:
-it writes both files (read at every start and reload) and loads the map into
-the running HAProxy through its admin socket, without a reload::
+The database says where each repository lives and which servers each shard
+has (:mod:`hostd.store.shards`); :mod:`hostd.ops.routes` renders what
+HAProxy reads. :func:`sync` joins them: it writes both files (read at every
+start and reload), loads the map into the running HAProxy through its admin
+socket, and makes the running shard backends hold the servers the database
+names (:func:`hostd.ops.shardpools.reconcile`), all without a reload::
 
     synced = sync(settings, Shards(db))
     print(synced.summary())
 
 :func:`follow` keeps doing it, for as long as it runs: every change to
-repositories or shards, made on any host, reaches the map of the load
-balancer it runs beside within moments (``hostd routes follow``, the
-stack's ``routes`` program; one beside every HAProxy).
+repositories or shards, made on any host, reaches the map and the shard
+servers of the load balancer it runs beside within moments (``hostd routes
+follow``, the stack's ``routes`` program; one beside every HAProxy). So
+``hostd pool add git-s2 git3 10.0.0.13:8101``, run anywhere, adds the server
+to every load balancer.
 
 A map entry may only name a shard whose backends the running HAProxy has:
 HAProxy sends a request for a backend it does not have to its default
@@ -31,11 +35,11 @@ from typing import Final
 
 import psycopg
 
-from hostd.ops import haproxy, routes
+from hostd.ops import haproxy, routes, shardpools
 from hostd.settings import Settings
 from hostd.store.changes import ChangeFeed
 from hostd.store.database import Database, DatabaseUnavailable
-from hostd.store.shards import Shards
+from hostd.store.shards import Shard, Shards
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,8 @@ ROUTING_TABLES: Final = (None, "repos", "shards")
 #: Seconds between syncs when nothing was heard: catches what a lost
 #: notification or a restarted HAProxy would otherwise leave stale.
 RESYNC: Final = 60.0
-#: Seconds before a sync that failed (database or HAProxy unreachable) is tried again.
+#: Seconds before a sync that failed (database or HAProxy unreachable), or
+#: left shard servers draining, is tried again.
 RETRY: Final = 2.0
 _STEP: Final = 0.5
 
@@ -59,6 +64,8 @@ class Synced:
     pushed: int | None
     #: Shards with backends in the files but not (yet) in the running HAProxy.
     awaiting_reload: tuple[str, ...]
+    #: What was done to the running shard backends' servers (nothing when not pushed).
+    servers: shardpools.Reconciled = shardpools.Reconciled()
 
     def summary(self) -> str:
         """One line for the operator."""
@@ -68,12 +75,17 @@ class Synced:
         if self.awaiting_reload:
             text += (f"; shards {', '.join(self.awaiting_reload)} have no backends in the running HAProxy:"
                      " their repositories go to the home backends until `make reload`")
+        if self.servers.summary():
+            text += f"; {self.servers.summary()}"
         return text
 
 
 def sync(settings: Settings, shards: Shards, *, push: bool = True) -> Synced:
-    """Write the route files from the database; with ``push``, load the map into the running HAProxy."""
-    every = [routes.ShardServers(s.name, git=s.git_servers, hg=s.hg_servers) for s in shards.all()]
+    """Write the route files from the database; with ``push``, load the map into the running HAProxy
+    and reconcile its shard backends' servers with the database (after the map: a repository
+    moved is routed at once, not after the health checks of servers being added)."""
+    rows = shards.all()
+    every = [routes.ShardServers(s.name, git=_named(s, "git"), hg=_named(s, "hg")) for s in rows]
     others = routes.served_shards(every, home=settings.shard)
     table = shards.routes()
     written = routes.render_map(table, served=others)
@@ -83,7 +95,13 @@ def sync(settings: Settings, shards: Shards, *, push: bool = True) -> Synced:
         return Synced(count, None, ())
     running = others & routes.live_shards(settings)
     pushed = routes.push_map(settings, routes.render_map(table, served=running))
-    return Synced(count, pushed, tuple(sorted(others - running)))
+    servers = shardpools.reconcile(settings, shardpools.wanted_servers(rows, home=settings.shard))
+    return Synced(count, pushed, tuple(sorted(others - running)), servers)
+
+
+def _named(shard: Shard, pool: str) -> tuple[routes.Server, ...]:
+    """The shard's servers of ``pool`` as shards.cfg names them: by their names in the database."""
+    return tuple(routes.Server(address, name=name) for name, address in shard.servers(pool))
 
 
 def follow(settings: Settings, database: Database, stop: threading.Event, *,
@@ -93,7 +111,9 @@ def follow(settings: Settings, database: Database, stop: threading.Event, *,
     Changes are heard through the change feed (PostgreSQL ``LISTEN``); a
     burst of them is one sync. A sync that fails (the database or HAProxy
     unreachable) is logged and tried again every ``retry`` seconds: the map
-    HAProxy has meanwhile stays as it was, never emptied.
+    HAProxy has meanwhile stays as it was, never emptied. A sync that left
+    shard servers draining (sessions in flight) or refused is followed by
+    another within ``retry`` seconds too, until none is left.
     """
     wanted = threading.Event()
     wanted.set()
@@ -102,11 +122,11 @@ def follow(settings: Settings, database: Database, stop: threading.Event, *,
     feed.start()
     shards = Shards(database)
     last: Synced | None = None
-    synced_at = time.monotonic()
+    due = time.monotonic() + resync
     try:
         while not stop.is_set():
             # Short waits, so that ``stop`` is heard within one of them.
-            if not (wanted.wait(timeout=_STEP) or time.monotonic() - synced_at >= resync):
+            if not (wanted.wait(timeout=_STEP) or time.monotonic() >= due):
                 continue
             wanted.clear()
             try:
@@ -116,7 +136,7 @@ def follow(settings: Settings, database: Database, stop: threading.Event, *,
                 wanted.set()
                 stop.wait(retry)
                 continue
-            synced_at = time.monotonic()
+            due = time.monotonic() + (retry if synced.servers.pending else resync)
             if synced != last:
                 log.info("route map synced: %s", synced.summary())
                 last = synced

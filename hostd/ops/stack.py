@@ -1,8 +1,10 @@
 """Start, check and stop a whole stack under supervisord.
 
 ``python -m hostd.ops.stack run|up|down|reload`` backs ``make run``, ``make up``,
-``make down`` and ``make reload``; the end-to-end tests use the same
-functions, so what the tests start is exactly what an operator runs.
+``make down`` and ``make reload``; ``env`` prints the ``HOSTD_*``
+environment the systemd units of deploy/systemd read
+(``/etc/hostd/hostd.env``). The end-to-end tests use the same functions, so
+what the tests start is exactly what an operator runs.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from hostd.ops import haproxy, peers, pooladmin, postgres
 from hostd.ops.bootstrap import clone_commands, initialize
 from hostd.ops.haproxy import POOLS, PoolError, StackError
 from hostd.ops.haproxy import command as haproxy_command
-from hostd.settings import PROJECT_ROOT, Settings, SettingsError
+from hostd.settings import PROJECT_ROOT, ROLE_PROGRAMS, Settings, SettingsError
 from hostd.store.database import DatabaseUnavailable
 from hostd.store.legacy import LegacyImportError
 
 SUPERVISORD_CONF = PROJECT_ROOT / "deploy" / "supervisord.conf"
+#: Every program of deploy/supervisord.conf.
+PROGRAMS = tuple(program for programs in ROLE_PROGRAMS.values() for program in programs)
 
 
 def _tool(name: str) -> str:
@@ -55,20 +59,6 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_HG_PORT=str(ports.hg),
         HOSTD_WEB_PORT=str(ports.web),
         HOSTD_MEMCACHED_PORT=str(ports.memcached),
-        # HAProxy reaches each pool over a unix socket in the 0700 run
-        # directory: only this installation's user can connect there, so only
-        # HAProxy's X-Forwarded-For is believed (HOSTD_TRUSTED_PROXIES=unix).
-        # Health checks go to the pool's TCP port, the side door its worker
-        # answers even when every request thread is busy.
-        HOSTD_GIT_ADDR=f"unix@{settings.pool_socket('git')}",
-        HOSTD_HG_ADDR=f"unix@{settings.pool_socket('hg')}",
-        HOSTD_WEB_ADDR=f"unix@{settings.pool_socket('web')}",
-        HOSTD_GIT_CHECK_HOST=settings.bind,
-        HOSTD_HG_CHECK_HOST=settings.bind,
-        HOSTD_WEB_CHECK_HOST=settings.bind,
-        HOSTD_GIT_CHECK_PORT=str(ports.git),
-        HOSTD_HG_CHECK_PORT=str(ports.hg),
-        HOSTD_WEB_CHECK_PORT=str(ports.web),
         HOSTD_GIT_MAXCONN=concurrency,
         HOSTD_HG_MAXCONN=concurrency,
         HOSTD_WEB_MAXCONN=concurrency,
@@ -94,6 +84,10 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_POSTGRES_DIR=str(settings.postgres_dir),
         **postgres.supervisor_environment(settings),
     )
+    env.update(_home_backends(settings))
+    # deploy/supervisord.conf starts the programs of this host's roles only.
+    for program in PROGRAMS:
+        env[f"HOSTD_{program.upper()}_AUTOSTART"] = "true" if settings.runs(program) else "false"
     if settings.database_url is not None:
         env["HOSTD_DATABASE_URL"] = settings.database_url
     if settings.memcached_nodes:
@@ -101,6 +95,32 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
     if settings.peers:
         env["HOSTD_PEERS"] = ",".join(f"{peer.name}={peer.address}" for peer in settings.peers)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+def _home_backends(settings: Settings) -> dict[str, str]:
+    """Where haproxy.cfg's home backends send each pool's requests, and check its health.
+
+    A pool on this host is reached over a unix socket in the 0700 run
+    directory: only this installation's user can connect there, so only
+    HAProxy's X-Forwarded-For is believed (HOSTD_TRUSTED_PROXIES=unix). Its
+    health checks go to the pool's TCP port, the side door its worker
+    answers even when every request thread is busy. A pool on another host
+    (``HOSTD_GIT_SERVER`` ...) gets both on its TCP port; that host believes
+    this load balancer by its address (its HOSTD_TRUSTED_PROXIES).
+    """
+    env = {"HOSTD_ROLES": ",".join(sorted(settings.roles))}
+    for pool in POOLS:
+        remote = settings.pool_server(pool)
+        host, port = remote if remote is not None else (settings.bind, getattr(settings.ports, pool))
+        name = pool.upper()
+        if remote is not None:
+            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            env[f"HOSTD_{name}_SERVER"] = env[f"HOSTD_{name}_ADDR"] = address
+        else:
+            env[f"HOSTD_{name}_ADDR"] = f"unix@{settings.pool_socket(pool)}"
+        env[f"HOSTD_{name}_CHECK_HOST"] = host
+        env[f"HOSTD_{name}_CHECK_PORT"] = str(port)
     return env
 
 
@@ -123,8 +143,10 @@ def _get(url: str, context: ssl.SSLContext | None = None) -> int:
 
 
 def health_problem(settings: Settings) -> str | None:
-    """None when every pool and HAProxy answer their health checks."""
+    """None when every pool and the HAProxy this host runs answer their health checks."""
     for pool in POOLS:
+        if not settings.runs(pool):
+            continue
         port = getattr(settings.ports, pool)
         try:
             status = _get(f"http://{settings.bind}:{port}/readyz")
@@ -132,6 +154,8 @@ def health_problem(settings: Settings) -> str | None:
             return f"{pool} pool on port {port}: {error}"
         if status != 200:
             return f"{pool} pool on port {port}: /readyz answered {status}"
+    if not settings.runs("haproxy"):
+        return None
     context = ssl.create_default_context(cafile=str(settings.tls_dir / "ca.pem"))
     try:
         status = _get(f"https://{settings.bind}:{settings.ports.https}/healthz", context)
@@ -321,11 +345,17 @@ def main(argv: list[str]) -> int:
         if argv == ["reload"]:
             reload_haproxy(settings)
             return 0
+        if argv == ["env"]:
+            # What the systemd units of deploy/systemd read (/etc/hostd/hostd.env).
+            for name, value in sorted(environment(settings, base={}).items()):
+                if name.startswith("HOSTD_"):
+                    print(f"{name}={value}")
+            return 0
     except (StackError, SettingsError, LegacyImportError, DatabaseUnavailable,
             subprocess.CalledProcessError) as error:
         print(f"hostd: {error}", file=sys.stderr)
         return 1
-    print("usage: python -m hostd.ops.stack run|up|down|reload", file=sys.stderr)
+    print("usage: python -m hostd.ops.stack run|up|down|reload|env", file=sys.stderr)
     return 2
 
 

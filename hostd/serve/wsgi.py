@@ -213,5 +213,5 @@ def web_app(settings: Settings | None = None) -> Any:
     """The web pool: repository pages behind singlemalt."""
     services = _services(settings)
     repositories = repository_policy(services, None)
-    app = WebApp(services.accounts, services.storage, services.settings.base_url)
+    app = WebApp(services.accounts, services.storage, services.settings.base_url, services.settings.shard)
     return _guard(services, app, classify_web, WebPolicy(repositories))

@@ -21,6 +21,7 @@ from webob import Request, Response, exc
 
 from hostd.guard.policy import RepositoryPolicy, decided_repository
 from hostd.responses import text_error
+from hostd.settings import DEFAULT_SHARD
 from hostd.store.accounts import Accounts, Repo
 from hostd.store.database import DatabaseUnavailable
 from hostd.store.storage import Storage, StorageError
@@ -72,10 +73,12 @@ def _page(title: str, body: str) -> Response:
 class WebApp:
     """The repository list and a page per repository."""
 
-    def __init__(self, accounts: Accounts, storage: Storage, base_url: str) -> None:
+    def __init__(self, accounts: Accounts, storage: Storage, base_url: str, shard: str = DEFAULT_SHARD) -> None:
         self.accounts = accounts
         self.storage = storage
         self.base_url = base_url
+        #: The storage shard whose repository directory ``storage`` is (``HOSTD_SHARD``).
+        self.shard = shard
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -132,15 +135,22 @@ class WebApp:
         return _page("Repositories", body)
 
     def _repository(self, repo: Repo) -> Response:
+        clone = f"git clone {self.clone_url(repo)}" if repo.vcs == "git" else f"hg clone {self.clone_url(repo)}"
+        parts = [f"<h1>{html.escape(str(repo.ref))}</h1>",
+                 f"<p>{repo.vcs}, {'public' if repo.public else 'private'}</p>",
+                 f"<pre>{html.escape(clone)}</pre>"]
+        if repo.shard != self.shard:
+            # A web host without the repository's shard (a host of its own)
+            # has only what the database says; it never reaches across to
+            # another host's directory for a page.
+            parts.append(f"<p>Stored on storage shard {html.escape(repo.shard)}: its branches and history are"
+                         " not shown by this web host.</p>")
+            return _page(str(repo.ref), "".join(parts))
         path = self.storage.path(repo.ref, repo.vcs)
         if not path.is_dir():
             log.warning("%s is registered but %s is missing", repo.ref, path)
             raise StorageError(f"{repo.ref}: no repository directory")
         summary: Summary = git_summary(path) if repo.vcs == "git" else hg_summary(path)
-        clone = f"git clone {self.clone_url(repo)}" if repo.vcs == "git" else f"hg clone {self.clone_url(repo)}"
-        parts = [f"<h1>{html.escape(str(repo.ref))}</h1>",
-                 f"<p>{repo.vcs}, {'public' if repo.public else 'private'}</p>",
-                 f"<pre>{html.escape(clone)}</pre>"]
         for kind, names in summary.refs.items():
             items = "".join(f"<li>{html.escape(n)}</li>" for n in names) or "<li>none</li>"
             parts.append(f"<h2>{kind.capitalize()}</h2><ul>{items}</ul>")

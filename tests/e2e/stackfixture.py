@@ -22,6 +22,7 @@ import psycopg
 from hostd.ops import haproxy, stack
 from hostd.settings import Settings
 from tests import pg
+from tests.polling import wait_until
 from tests.ports import free_ports
 
 VENV_BIN = Path(sys.executable).parent
@@ -170,6 +171,22 @@ class Stack:
         parents = {pid: parent for pid, args, parent in processes()
                    if bind in args and any(f"{pool}_app".encode() in arg for arg in args)}
         return [pid for pid, parent in parents.items() if parent in parents]
+
+    def renew_workers(self, pool: str = "git") -> None:
+        """Replace a pool's workers with new ones (gunicorn's HUP) and wait until the stack is healthy.
+
+        What a worker holds in memory goes with it: its LRUs, and its
+        memcached breakers (:class:`singlemalt.SafeMemcache`'s ``retry_interval``).
+        """
+        old = set(self.pool_workers(pool))
+        self.supervisorctl("signal", "HUP", pool, check=True)
+
+        def renewed() -> bool:
+            now = set(self.pool_workers(pool))
+            return len(now) == len(old) and not now & old
+
+        wait_until(f"the {pool} pool's workers are all new", renewed, timeout=60)
+        stack.wait_healthy(self.settings, timeout=60)
 
 
 def processes() -> Iterator[tuple[int, list[bytes], int]]:

@@ -3,6 +3,10 @@
 Every client here is 127.0.0.1, so each test starts and ends with
 :meth:`Stack.forget_failed_logins` (singlemalt's counters in memcached and
 HAProxy's per-address table).
+
+The stack is the session's: a test that stops memcached leaves it with new
+git workers (:func:`renewed_git_workers`), or the tests after it could meet
+workers still bypassing memcached, whose throttle counts nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from hostd.store.accounts import login_name
 from singlemalt import LoginThrottle, SafeMemcache
 from tests.e2e.stackfixture import Stack
 from tests.polling import wait_until
@@ -34,6 +39,26 @@ def clean_counters(stack: Stack) -> Iterator[None]:
     stack.forget_failed_logins()
     yield
     stack.forget_failed_logins()
+
+
+@pytest.fixture
+def renewed_git_workers(stack: Stack) -> Iterator[None]:
+    """After the test, new git workers.
+
+    A worker that failed to reach memcached leaves it alone for the
+    ``retry_interval`` of :class:`SafeMemcache` (10 s) after its last
+    failure, however soon memcached is back, and meanwhile its throttle fails
+    open, as designed: it counts no failed login and reads no lock. The
+    next tests here count failed logins and may start sooner than that.
+    """
+    yield
+    stack.renew_workers("git")
+
+
+def pools_throttle(stack: Stack) -> LoginThrottle:
+    """A throttle built as the pools build theirs, on the stack's memcached: it reads and counts what they do."""
+    return LoginThrottle(SafeMemcache(list(stack.settings.memcached)),
+                         secret=stack.settings.secret_file.read_bytes(), canonical=login_name)
 
 
 @pytest.fixture
@@ -96,7 +121,7 @@ def test_a_re_created_user_never_accepts_the_old_password(
 
 
 def test_a_re_created_user_with_memcached_stopped_and_restarted(
-    stack: Stack, clean_counters: None, private_repo: str, tmp_path: Path
+    stack: Stack, clean_counters: None, renewed_git_workers: None, private_repo: str, tmp_path: Path
 ) -> None:
     user = unique("dora")
     stack.add_user(user, "old password 2")
@@ -139,6 +164,9 @@ def test_failures_lock_every_spelling_of_the_account(stack: Stack, clean_counter
     stack.hostd("grant", user, private_repo, "read")
     for _ in range(LIMIT):
         assert stack.request(refs(private_repo), (user, "wrong password"))[0] == 401
+    # The lock is in memcached, where every worker reads it. If not, the pools did not count those
+    # failures: a worker bypassing memcached fails open (see renewed_git_workers).
+    assert pools_throttle(stack).blocked(stack.settings.bind, user), "the pools did not lock the account in memcached"
     for spelling in (user, user.upper(), user.capitalize()):
         assert stack.request(refs(private_repo), (spelling, "fred password"))[0] == 429, spelling
 
@@ -170,8 +198,7 @@ def test_an_office_under_attack_keeps_working_for_its_known_users(
     assert clone(stack, private_repo, known, f"{known} password", tmp_path / "during").returncode == 0
 
     # The rest of the address's failures, as the pools' own throttle records them.
-    throttle = LoginThrottle(SafeMemcache("{}:{}".format(*stack.settings.memcached_server)),
-                             secret=stack.settings.secret_file.read_bytes())
+    throttle = pools_throttle(stack)
     for _ in range(ADDRESS_LIMIT):
         throttle.record_failure(stack.settings.bind, None)
     assert stack.request(refs(private_repo), (unique("nobody"), "guess"))[0] == 429

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from hostd.names import RepoName, normalize_name, parse_host_port, parse_repo_name, parse_repo_path
+from hostd.names import (
+    RepoName,
+    is_server_name,
+    normalize_name,
+    parse_host_port,
+    parse_ip_port,
+    parse_repo_name,
+    parse_repo_path,
+)
 
 NAMES = [
     ("alice", "alice"),
@@ -100,3 +108,44 @@ HOST_PORTS = [
 @pytest.mark.parametrize(("text", "expected"), HOST_PORTS, ids=[t[:40] for t, _ in HOST_PORTS])
 def test_parse_host_port(text: str, expected: tuple[str, int] | None) -> None:
     assert parse_host_port(text) == expected
+
+
+SERVER_NAMES = [
+    ("git1", True),
+    ("git-s2", True),
+    ("Pool_2.b", True),
+    ("x" * 64, True),
+    ("x" * 65, False),
+    ("", False),
+    ("-x", False),
+    (".x", False),
+    ("git2;del server git/git1", False),
+    ("git 2", False),
+    ("git2\nshow info", False),
+    ('git"2', False),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SERVER_NAMES, ids=[repr(t)[:30] for t, _ in SERVER_NAMES])
+def test_is_server_name(text: str, expected: bool) -> None:
+    assert is_server_name(text) is expected
+
+
+IP_PORTS = [
+    ("127.0.0.1:8111", "127.0.0.1:8111"),
+    ("[::1]:8111", "[::1]:8111"),
+    ("[0:0::1]:80", "[::1]:80"),
+    ("localhost:8111", None),
+    ("pool-2.example:8101", None),
+    ("127.0.0.1", None),
+    ("127.0.0.1:0", None),
+    ("127.0.0.1:65536", None),
+    ("::1:8111", None),
+    ("300.1.1.1:80", None),
+    ("127.0.0.1:80 check", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), IP_PORTS, ids=[t for t, _ in IP_PORTS])
+def test_parse_ip_port(text: str, expected: str | None) -> None:
+    assert parse_ip_port(text) == expected

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hostd.cli.main import main
-from hostd.ops import haproxy, pooladmin
+from hostd.ops import haproxy, pooladmin, routes
 from hostd.ops.haproxy import PoolError
 from hostd.ops.pooladmin import Admin
 from hostd.settings import PROJECT_ROOT, Settings
@@ -107,6 +107,15 @@ def test_added_servers_are_checked_like_the_configured_ones() -> None:
     config = (PROJECT_ROOT / "haproxy" / "haproxy.cfg").read_text()
     [default_server] = re.findall(r"^\s*default-server\s+(.*?)\s*$", config, re.MULTILINE)
     assert default_server == pooladmin.CHECK_OPTIONS
+
+
+def test_servers_added_to_a_shard_are_checked_like_the_rendered_ones() -> None:
+    """The same for a shard's backends: routes.SERVER_OPTIONS repeats haproxy/shard-backends.cfg's default-server
+    (what HAProxy then runs for an added server: tests/hostd/ops/test_shardpools.py)."""
+    template = (PROJECT_ROOT / "haproxy" / "shard-backends.cfg").read_text()
+    default_servers = re.findall(r"^\s*default-server\s+(.*?)\s*$", template, re.MULTILINE)
+    assert len(default_servers) == 2  # backend git-@SHARD@ and backend hg-@SHARD@
+    assert set(default_servers) == {routes.SERVER_OPTIONS}
 
 
 def test_servers_state_skips_comments_and_blank_lines() -> None:

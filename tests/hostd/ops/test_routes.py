@@ -163,6 +163,51 @@ def test_render_backends_renders_every_shard_but_home() -> None:
     assert text.count("(s2) is unavailable") == 4 and text.count("No server yet") == 2
 
 
+def test_render_backends_names_servers_as_the_database_does() -> None:
+    """Names given (the database's) stay with their servers, whatever their positions."""
+    shards = [ShardServers("s2", git=(Server("10.0.0.9:8101", name="git4"), Server("10.0.0.3:8101", name="git3")),
+                           hg=(Server("10.0.0.2:8102", name="hg1"),))]
+    servers = [line.strip() for line in routes.render_backends(shards, home=HOME).splitlines()
+               if line.strip().startswith("server ")]
+    assert servers == ['server git4 "10.0.0.9:8101" check', 'server git3 "10.0.0.3:8101" check',
+                       'server hg1 "10.0.0.2:8102" check']
+
+
+@pytest.mark.parametrize("git", [
+    (Server("10.0.0.2:8101", name="git2"), Server("10.0.0.3:8101", name="git2")),
+    ("10.0.0.2:8101", Server("10.0.0.3:8101", name="git1")),
+], ids=["same-name", "named-as-a-position"])
+def test_two_servers_of_a_pool_cannot_share_a_name(git: tuple[Server | str, ...]) -> None:
+    with pytest.raises(ValueError, match="same name"):
+        ShardServers("s2", git=git)
+
+
+@pytest.mark.parametrize("name", ["git 2", "git2;del server git/git1", "", "-x"], ids=["space", "semicolon", "empty",
+                                                                                     "dash"])
+def test_server_names_are_checked(name: str) -> None:
+    with pytest.raises(ValueError, match="not a server name"):
+        Server("10.0.0.2:8101", name=name)
+
+
+SHARD_BACKENDS = [
+    ("git-s2", ("git", "s2")),
+    ("hg-east-1", ("hg", "east-1")),
+    ("git", None),
+    ("web", None),
+    ("web-s2", None),
+    ("git-S2", None),
+    ("git-", None),
+    ("hg-2s", None),
+]
+
+
+@pytest.mark.parametrize(("backend", "parsed"), SHARD_BACKENDS, ids=[b for b, _ in SHARD_BACKENDS])
+def test_parse_shard_backend(backend: str, parsed: tuple[str, str] | None) -> None:
+    assert routes.parse_shard_backend(backend) == parsed
+    if parsed is not None:
+        assert routes.shard_backend(*parsed) == backend
+
+
 def test_render_backends_of_home_alone_is_the_header() -> None:
     assert routes.render_backends([ShardServers(HOME)], home=HOME) == routes.HEADER
 

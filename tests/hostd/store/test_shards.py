@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from hostd.names import RepoName
+from hostd.store import schema
 from hostd.store.accounts import AccountError, Accounts
 from hostd.store.database import Database
 from hostd.store.shards import Shards
+from tests import pg
 
 
 @pytest.fixture
@@ -111,3 +114,73 @@ def test_servers_are_kept_in_order(database: Database) -> None:
     shards.add("s2", git=("10.0.0.2:8101", "10.0.0.3:8101"), hg=("10.0.0.2:8102",))
     assert shards.set_servers("s2", git=("10.0.0.4:8101",), hg=()).git_servers == ("10.0.0.4:8101",)
     assert shards.get("s2").hg_servers == ()
+
+
+# --- Server names (migration 0005, the naming rule of hostd.store.shards) ---------
+
+
+def test_servers_listed_by_address_are_named_by_position_at_first(database: Database) -> None:
+    shard = Shards(database).add("s2", git=("10.0.0.2:8101", "10.0.0.3:8101"), hg=("10.0.0.2:8102",))
+    assert shard.servers("git") == (("git1", "10.0.0.2:8101"), ("git2", "10.0.0.3:8101"))
+    assert shard.servers("hg") == (("hg1", "10.0.0.2:8102"),)
+
+
+def test_a_server_keeps_its_name_when_another_is_added_or_removed_before_it(database: Database) -> None:
+    shards = Shards(database)
+    shards.add("s2", git=("10.0.0.1:8101", "10.0.0.2:8101", "10.0.0.3:8101"))
+    # The middle one goes, a new one comes first: the others keep their names,
+    # the new one gets a number above every one in use (git2 is not handed on).
+    shard = shards.set_servers("s2", git=("10.0.0.9:8101", "10.0.0.1:8101", "10.0.0.3:8101"), hg=())
+    assert shard.servers("git") == (("git4", "10.0.0.9:8101"), ("git1", "10.0.0.1:8101"), ("git3", "10.0.0.3:8101"))
+    shard = shards.remove_server("s2", "git", "git1")
+    assert shard.servers("git") == (("git4", "10.0.0.9:8101"), ("git3", "10.0.0.3:8101"))
+    shard = shards.add_server("s2", "git", "big-one", "10.0.0.5:8101")
+    assert shard.git_servers == ("10.0.0.9:8101", "10.0.0.3:8101", "10.0.0.5:8101")
+    assert shard.git_names == ("git4", "git3", "big-one")
+    assert shards.get("s2") == shard
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.add_server("s2", "git", "git1", "10.0.0.7:8101"), "has git1 at 10.0.0.2:8101 already"),
+        (lambda s: s.add_server("s2", "git", "git9", "10.0.0.2:8101"), "has git1 at 10.0.0.2:8101 already"),
+        (lambda s: s.add_server("s2", "web", "web2", "10.0.0.7:8101"), "'web' is not a shard pool"),
+        (lambda s: s.add_server("s2", "git", "git 9", "10.0.0.7:8101"), "invalid server name 'git 9'"),
+        (lambda s: s.add_server("s2", "git", "git9", "10.0.0.7"), "not host:port"),
+        (lambda s: s.add_server("s9", "git", "git9", "10.0.0.7:8101"), "no such shard: s9"),
+        (lambda s: s.remove_server("s2", "git", "git7"), "has no server git7"),
+        (lambda s: s.remove_server("s2", "hg", "hg1"), "last server of shard s2's hg pool"),
+        (lambda s: s.set_servers("s2", git=("10.0.0.7:8101", "10.0.0.7:8101"), hg=()), "listed twice"),
+    ],
+    ids=["name-taken", "address-taken", "not-a-pool", "bad-name", "bad-address", "unknown-shard", "unknown-server",
+         "last-server", "twice"],
+)
+def test_server_refusals_name_the_problem(database: Database, call: object, message: str) -> None:
+    shards = Shards(database)
+    shards.add("s2", git=("10.0.0.2:8101", "10.0.0.3:8101"), hg=("10.0.0.2:8102",))
+    before = shards.get("s2")
+    with pytest.raises(AccountError, match=message):
+        call(shards)  # type: ignore[operator]
+    assert shards.get("s2") == before
+
+
+def test_the_servers_of_an_older_database_get_the_names_they_had() -> None:
+    """Before migration 0005 a server's name was its position: it keeps that name."""
+    url = pg.new_database(migrated=False)
+    schema.upgrade(url, "0004")
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO shards (name, git_servers, hg_servers, created)"
+                     " VALUES ('s2', '{10.0.0.2:8101,10.0.0.3:8101}', '{}', 0)")
+    schema.upgrade(url)
+    db = Database(url)
+    try:
+        shard = Shards(db).get("s2")
+        assert shard.servers("git") == (("git1", "10.0.0.2:8101"), ("git2", "10.0.0.3:8101"))
+        assert shard.servers("hg") == () and Shards(db).get("default").servers("git") == ()
+        # The names stay beside the addresses, one each.
+        with pytest.raises(psycopg.errors.CheckViolation):
+            with psycopg.connect(url) as conn:
+                conn.execute("UPDATE shards SET git_names = '{git1}' WHERE name = 's2'")
+    finally:
+        db.close()

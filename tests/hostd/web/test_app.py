@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import webtest
 
+from hostd.names import RepoName
+from hostd.store.shards import Shards
 from hostd.web.app import WebApp, WebPolicy, classify_web
 from singlemalt import Action, Allowed, Denied, Identity, Scope, Target
 from tests.hostd.conftest import Site
@@ -64,6 +66,22 @@ def test_registered_repository_without_a_directory_is_not_found(
     site.storage.delete(ref, vcs)
     assert "No such page" in _app(site).get("/alice/gone", status=404).text
     assert "alice/gone is registered but" in caplog.text
+
+
+@pytest.mark.parametrize("vcs", ["git", "hg"])
+def test_a_repository_on_another_shard_shows_what_the_database_knows(site: Site, vcs: str) -> None:
+    """A web host of its own holds no repositories: the page still says what and where, never 404 or 500."""
+    Shards(site.accounts.db).add("s2")
+    site.accounts.add_user("alice", "password-alice")
+    ref = RepoName("alice", "far")
+    site.accounts.add_repo(ref, vcs, True, shard="s2")
+    page = _app(site).get("/alice/far")
+    assert f"{vcs} clone https://example.test/alice/far" in page.text
+    assert "Stored on storage shard s2" in page.text and "Recent commits" not in page.text
+    # The host of that shard shows the history (here: the directory is back).
+    site.storage.create(ref, vcs, readme="hi")
+    app = webtest.TestApp(site.decided(WebApp(site.accounts, site.storage, "https://example.test", "s2"), None))
+    assert "Recent commits" in app.get("/alice/far").text
 
 
 def test_login_redirects_home(site: Site) -> None:

@@ -10,67 +10,35 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from hostd.settings.errors import SettingsError
+from hostd.settings.hosts import (
+    DEFAULT_LB_NAME,
+    DEFAULT_SHARD,
+    POOLS,
+    ROLE_PROGRAMS,
+    ROLES,
+    Peer,
+    is_lb_name,
+    is_shard_name,
+    load_balancers,
+    pool_servers,
+    roles,
+)
+
+__all__ = ["DEFAULT_LB_NAME", "DEFAULT_SHARD", "POOLS", "ROLES", "ROLE_PROGRAMS", "Peer", "Ports", "Settings",
+           "SettingsError", "is_lb_name", "is_shard_name"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 #: The role and database of the stack-managed PostgreSQL.
 DATABASE_ROLE = "hostd"
 DATABASE_NAME = "hostd"
 #: The ``HOSTD_TRUSTED_PROXIES`` entry for peers on the pools' unix sockets.
 UNIX_SOCKET = "unix"
-#: The shard of a single-host installation, and of every repository created
-#: before shards existed.
-DEFAULT_SHARD = "default"
-#: A shard's or a load balancer's name: written unquoted into HAProxy's
-#: configuration (backend names ``git-<shard>``, route-map values, the peers
-#: section) and compared as written (``localpeer``), so nothing HAProxy would
-#: read as a separator, a quote or a variable, and lower case only.
-_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}\Z")
-
-
-def is_shard_name(text: str) -> bool:
-    """Whether ``text`` is a valid shard name (1-32 of ``a-z0-9-``, starting with a letter)."""
-    return _NAME.match(text) is not None
-
-
-#: The HAProxy peer name of a single load balancer (``HOSTD_LB_NAME`` unset).
-DEFAULT_LB_NAME = "hostd"
-#: An IPv4 address, or an IPv6 one in brackets, and a port: a peer address.
-_PEER_ADDRESS = re.compile(r"(?:(?P<ipv4>[0-9.]+)|\[(?P<ipv6>[0-9A-Fa-f:.]+)\]):(?P<port>[0-9]{1,5})\Z")
-
-
-def is_lb_name(text: str) -> bool:
-    """Whether ``text`` is a valid load balancer name (1-32 of ``a-z0-9-``, starting with a letter)."""
-    return _NAME.match(text) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """One load balancer of ``HOSTD_PEERS``: its peer name and the address its HAProxy's peers listen on.
-
-    ``host`` is an IP address (IPv6 without brackets); :attr:`address`
-    spells it as HAProxy reads it.
-    """
-
-    name: str
-    host: str
-    port: int
-
-    @property
-    def address(self) -> str:
-        """``host:port``, an IPv6 host in brackets."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-class SettingsError(ValueError):
-    """A variable in the environment has a value hostd cannot use."""
-
-
 @dataclass(frozen=True, slots=True)
 class Ports:
     """Every TCP port of one stack; all bind to :attr:`Settings.bind` but
@@ -134,6 +102,26 @@ class Settings:
     #: empty: a single load balancer, whose peers listen on 127.0.0.1 only
     #: (:attr:`Ports.peers`), for the reload handover.
     peers: tuple[Peer, ...] = ()
+    #: What this host runs (:data:`ROLES`).
+    roles: frozenset[str] = frozenset(ROLES)
+    #: Pools this load balancer's home backends reach on other hosts
+    #: (``HOSTD_GIT_SERVER``, ``HOSTD_HG_SERVER``, ``HOSTD_WEB_SERVER``, each
+    #: ``ip:port``, the pool's TCP port): ``(pool, ip, port)``. A pool not
+    #: named here is this host's own, reached over its unix socket.
+    pool_servers: tuple[tuple[str, str, int], ...] = ()
+
+    def pool_server(self, pool: str) -> tuple[str, int] | None:
+        """Where the home backend ``pool`` sends requests when the pool runs on another host."""
+        for name, host, port in self.pool_servers:
+            if name == pool:
+                return host, port
+        return None
+
+    def runs(self, program: str) -> bool:
+        """Whether this host starts ``program`` of deploy/supervisord.conf (by :attr:`roles`)."""
+        if program == "postgres" and not self.managed_database:
+            return False
+        return any(program in ROLE_PROGRAMS[role] for role in self.roles)
 
     @property
     def repo_root(self) -> Path:
@@ -236,7 +224,7 @@ class Settings:
                 raise SettingsError(
                     f"HOSTD_TRUSTED_PROXIES: {proxy!r} is neither {UNIX_SOCKET!r} nor an address"
                 ) from None
-        lb_name, peers = _load_balancers(env)
+        lb_name, peers = load_balancers(env)
         return cls(
             data_dir=Path(env.get("HOSTD_DATA", str(PROJECT_ROOT / "var"))).resolve(),
             bind=bind,
@@ -252,6 +240,8 @@ class Settings:
             shard=_shard(env),
             lb_name=lb_name,
             peers=peers,
+            roles=roles(env),
+            pool_servers=pool_servers(env),
         )
 
 
@@ -311,51 +301,6 @@ def _shard(env: Mapping[str, str]) -> str:
         raise SettingsError(f"HOSTD_SHARD: {value!r} is not a shard name"
                             " (1-32 of a-z, 0-9 and -, starting with a letter)")
     return value
-
-
-def _load_balancers(env: Mapping[str, str]) -> tuple[str, tuple[Peer, ...]]:
-    """``lb_name`` and ``peers`` from ``HOSTD_LB_NAME`` and ``HOSTD_PEERS``, checked against each other."""
-    name = env.get("HOSTD_LB_NAME") or DEFAULT_LB_NAME
-    if not is_lb_name(name):
-        raise SettingsError(f"HOSTD_LB_NAME: {name!r} is not a load balancer name"
-                            " (1-32 of a-z, 0-9 and -, starting with a letter)")
-    peers = tuple(_peer(entry.strip()) for entry in env.get("HOSTD_PEERS", "").split(",") if entry.strip())
-    names = [peer.name for peer in peers]
-    addresses = [peer.address for peer in peers]
-    if len(set(names)) != len(names):
-        raise SettingsError(f"HOSTD_PEERS names a load balancer twice: {', '.join(names)}")
-    if len(set(addresses)) != len(addresses):
-        raise SettingsError("HOSTD_PEERS gives two load balancers the same address")
-    if peers and name not in names:
-        # HAProxy would silently drop a peers section without its local peer:
-        # no counts shared, none handed over on a reload.
-        raise SettingsError(f"HOSTD_PEERS does not list this load balancer, HOSTD_LB_NAME={name!r}")
-    return name, peers
-
-
-def _peer(entry: str) -> Peer:
-    name, sep, address = entry.partition("=")
-    match = _PEER_ADDRESS.match(address.strip())
-    if not sep or match is None:
-        raise SettingsError(f"HOSTD_PEERS: {entry!r} is not name=host:port (an IPv6 host in brackets)")
-    name = name.strip()
-    if not is_lb_name(name):
-        raise SettingsError(f"HOSTD_PEERS: {name!r} is not a load balancer name"
-                            " (1-32 of a-z, 0-9 and -, starting with a letter)")
-    host = match["ipv4"] or match["ipv6"]
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise SettingsError(f"HOSTD_PEERS: {entry!r}: {host!r} is not an IP address") from None
-    if (ip.version == 6) != (match["ipv6"] is not None):
-        raise SettingsError(f"HOSTD_PEERS: {entry!r}: an IPv6 address goes in brackets, an IPv4 one does not")
-    # Every load balancer connects to this address, and its own listens on it.
-    if ip.is_unspecified or ip.is_multicast:
-        raise SettingsError(f"HOSTD_PEERS: {entry!r}: {host} is no address a peer can connect to")
-    port = int(match["port"])
-    if not 0 < port < 65536:
-        raise SettingsError(f"HOSTD_PEERS: {entry!r}: {port} is not a TCP port")
-    return Peer(name, ip.compressed, port)
 
 
 def _memcached_nodes(env: Mapping[str, str]) -> tuple[str, ...]:
