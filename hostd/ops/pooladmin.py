@@ -287,12 +287,11 @@ def add(settings: Settings, backend: str, name: str, address: str, maxconn: int 
     key = f"{backend}/{name}"
     target, options = f"{addr} check", routes.SERVER_OPTIONS if shard else CHECK_OPTIONS
     local = worker_socket(settings, backend, name)
-    if shard:
-        pass  # another host's pool, reached over the network as in shards.cfg
-    elif local.is_socket():
+    # A shard's server is another host's pool, reached over the network as in shards.cfg.
+    if not shard and local.is_socket():
         host, _, port = addr.rpartition(":")
         target = f"unix@{local} check addr {host.strip('[]')} port {port}"
-    else:
+    elif not shard:
         log.warning("%s: no %s, so HAProxy reaches it over TCP and it believes no forwarded client address "
                     "unless HOSTD_TRUSTED_PROXIES names HAProxy's", key, local)
     _expect(settings, f"add server {key} {target} {options}{limit}", "New server registered")

@@ -72,7 +72,8 @@ def _version(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in name.split(".") if part.isdigit())
 
 
-def _as_user(srv: Server, command: list[str]) -> list[str]:
+def as_user(srv: Server, command: list[str]) -> list[str]:
+    """``command`` run as the cluster's user (through ``runuser`` when hostd runs as root)."""
     if os.geteuid() == 0 and srv.user != "root":
         return ["runuser", "-u", srv.user, "--", *command]
     return command
@@ -95,7 +96,7 @@ def ensure_cluster(settings: Settings) -> bool:
     if os.geteuid() == 0:
         account = pwd.getpwnam(srv.user)
         os.chown(cluster, account.pw_uid, account.pw_gid)
-    _run([*_as_user(srv, [srv.tool("initdb"), "-D", str(cluster), "-U", DATABASE_ROLE,
+    _run([*as_user(srv, [srv.tool("initdb"), "-D", str(cluster), "-U", DATABASE_ROLE,
                           "--auth-local=peer", "--auth-host=reject", "-E", "UTF8", "--locale=C.UTF-8"])],
          "initdb")
     hostd_user = getpass.getuser()
@@ -112,7 +113,7 @@ def ensure_cluster(settings: Settings) -> bool:
     # Only the operating-system user that runs hostd, as the hostd role; no TCP.
     _write(srv, cluster / "pg_hba.conf", "local all all peer map=hostd\n")
     with temporary_server(settings):
-        _run(_as_user(srv, [srv.tool("createdb"), "-h", str(cluster), "-U", DATABASE_ROLE,
+        _run(as_user(srv, [srv.tool("createdb"), "-h", str(cluster), "-U", DATABASE_ROLE,
                             "-O", DATABASE_ROLE, DATABASE_NAME]), "createdb")
     return True
 
@@ -162,12 +163,12 @@ def temporary_server(settings: Settings) -> Iterator[None]:
     cluster = str(settings.postgres_dir)
     # Inside the cluster's own directory: the only place its user may write.
     log_file = settings.postgres_dir / "setup.log"
-    _run(_as_user(srv, [srv.tool("pg_ctl"), "-D", cluster, "-l", str(log_file), "-w", "-t", "60", "start"]),
+    _run(as_user(srv, [srv.tool("pg_ctl"), "-D", cluster, "-l", str(log_file), "-w", "-t", "60", "start"]),
          "pg_ctl start")
     try:
         yield
     finally:
-        _run(_as_user(srv, [srv.tool("pg_ctl"), "-D", cluster, "-m", "fast", "-w", "stop"]), "pg_ctl stop")
+        _run(as_user(srv, [srv.tool("pg_ctl"), "-D", cluster, "-m", "fast", "-w", "stop"]), "pg_ctl stop")
 
 
 def supervisor_environment(settings: Settings) -> dict[str, str]:

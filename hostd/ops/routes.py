@@ -44,6 +44,7 @@ from hostd.names import RepoName, is_server_name, parse_host_port, parse_repo_na
 from hostd.ops.generated import template, write_atomically
 from hostd.ops.haproxy import PoolError, command
 from hostd.settings import PROJECT_ROOT, Settings, is_shard_name
+from hostd.store.shards import POOLS
 
 #: The files HAProxy reads from the run directory (haproxy.cfg, supervisord.conf).
 MAP_FILE = "repos.map"
@@ -67,8 +68,8 @@ PAYLOAD_BYTES = 8192
 _UNIX = re.compile(r"unix@/[A-Za-z0-9._/-]+\Z")
 _VERSION = re.compile(r"New version created: (?P<version>[0-9]+)\s*\Z")
 _BACKEND = re.compile(r"^backend (\S+)$", re.MULTILINE)
-#: The pools a shard has a backend for, each named ``<pool>-<shard>``.
-SHARD_POOLS = ("git", "hg")
+#: The pools a shard has a backend for, each named ``<pool>-<shard>`` (hostd.store.shards.POOLS).
+SHARD_POOLS = POOLS
 #: The ``default-server`` options of every shard backend (haproxy/shard-backends.cfg;
 #: tests/hostd/ops/test_pooladmin.py checks that they agree), which HAProxy does not
 #: apply to a server added at run time: :mod:`hostd.ops.pooladmin` gives them to it.
@@ -304,9 +305,9 @@ def live_backends(settings: Settings) -> frozenset[str]:
 
 def live_shards(settings: Settings) -> frozenset[str]:
     """The shards whose git and hg backends the running HAProxy has (PoolError: unreachable)."""
-    names = live_backends(settings)
-    return frozenset(name[len("git-"):] for name in names
-                     if name.startswith("git-") and f"hg-{name[len('git-'):]}" in names)
+    parsed = [shard_pool for shard_pool in map(parse_shard_backend, live_backends(settings)) if shard_pool]
+    return frozenset.intersection(*(frozenset(shard for pool, shard in parsed if pool == wanted)
+                                    for wanted in SHARD_POOLS))
 
 
 def push_map(settings: Settings, map_text: str) -> int:
@@ -320,9 +321,8 @@ def push_map(settings: Settings, map_text: str) -> int:
     first). The file is not written: :func:`write_route_files` does that.
     """
     entries = parse_map(map_text)
-    live = command(settings, "show backend").splitlines()
     try:
-        _check_map_against(entries, live)
+        _check_map_against(entries, live_backends(settings))
     except ValueError as error:
         raise PoolError(f"{error} in the running HAProxy; reload it first") from None
     reference = str(map_path(settings))

@@ -106,7 +106,8 @@ def _peer(entry: str) -> Peer:
                             " (1-32 of a-z, 0-9 and -, starting with a letter)")
     host, port = _ip_port(f"HOSTD_PEERS: {entry!r}", address.strip())
     # Every load balancer connects to this address, and its own listens on it.
-    if ipaddress.ip_address(host).is_unspecified or ipaddress.ip_address(host).is_multicast:
+    ip = ipaddress.ip_address(host)
+    if ip.is_unspecified or ip.is_multicast:
         raise SettingsError(f"HOSTD_PEERS: {entry!r}: {host} is no address a peer can connect to")
     return Peer(name, host, port)
 

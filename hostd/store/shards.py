@@ -41,6 +41,8 @@ from hostd.store.database import Database
 
 #: The pools of a shard that load balancers reach: each has a list of servers.
 POOLS: Final = ("git", "hg")
+#: What :func:`_shard` reads of a row of ``shards AS s`` (with a ``repositories`` count).
+_COLUMNS: Final = "s.name, s.weight, s.draining, s.git_servers, s.hg_servers, s.git_names, s.hg_names"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +93,7 @@ class Shards:
         """The shards ``where`` picks, by name, each with its count of repositories."""
         with self.db.connection() as conn:
             rows = conn.execute(
-                "SELECT s.name, s.weight, s.draining, s.git_servers, s.hg_servers, s.git_names, s.hg_names,"
-                " count(r.name) AS repositories"
+                f"SELECT {_COLUMNS}, count(r.name) AS repositories"
                 f" FROM shards AS s LEFT JOIN repos AS r ON r.shard = s.name {where}"
                 " GROUP BY s.name ORDER BY s.name", params
             ).fetchall()
@@ -225,8 +226,8 @@ def _check_pool(pool: str) -> None:
 
 def _locked(conn: psycopg.Connection[Any], name: str) -> Shard:
     """The shard's row, locked until the transaction ends (its repository count is not read: 0)."""
-    row = conn.execute("SELECT name, weight, draining, git_servers, hg_servers, git_names, hg_names,"
-                       " 0 AS repositories FROM shards WHERE name = %s FOR UPDATE", (name,)).fetchone()
+    row = conn.execute(f"SELECT {_COLUMNS}, 0 AS repositories FROM shards AS s WHERE s.name = %s FOR UPDATE",
+                       (name,)).fetchone()
     if row is None:
         raise AccountError(f"no such shard: {name}")
     return _shard(row)

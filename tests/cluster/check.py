@@ -35,7 +35,6 @@ import http.client
 import re
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -230,22 +229,26 @@ def check_routes(lab: Lab, report: Report) -> None:
 
 
 # --- 2. a shard host stops ------------------------------------------------------
-def _first_answer(url: str, ca: Path) -> tuple[int | None, str, float]:
-    """Status, body and seconds of one GET (None: no answer within 10 s)."""
-    split = re.match(r"https://([^/]+)(/.*)", url)
-    assert split is not None
-    host, _, port = split[1].rpartition(":")
+def _get(lab: Lab, balancer: str, path: str, *, authorization: str | None = None,
+         source: str | None = None) -> tuple[int | None, str, float]:
+    """Status, body and seconds of one GET, as git sends it, on a new connection (None: no answer within 10 s)."""
+    headers = {"User-Agent": "git/2.39.5"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
     started = time.monotonic()
-    connection = http.client.HTTPSConnection(host, int(port), timeout=10,
-                                             context=ssl.create_default_context(cafile=str(ca)))
+    connection = lab.connect(balancer, source=source)
     try:
-        connection.request("GET", split[2], headers={"User-Agent": "git/2.39.5"})
+        connection.request("GET", path, headers=headers)
         response = connection.getresponse()
         return response.status, response.read().decode(errors="replace"), time.monotonic() - started
     except OSError as error:
         return None, str(error), time.monotonic() - started
     finally:
         connection.close()
+
+
+def _basic(credentials: str) -> str:
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
 
 
 def _backends_up(lab: Lab, balancer: str, shard: str, *, any_up: bool = False) -> bool:
@@ -273,9 +276,9 @@ def check_shard_down(lab: Lab, clients: Clients, report: Report, how: str, stop:
         for balancer in BALANCERS:
             for vcs in ("git", "hg"):
                 repo = f"alice/{vcs}-{victim}"
-                path = (f"{repo}.git/info/refs?service=git-upload-pack" if vcs == "git"
-                        else f"{repo}?cmd=capabilities")
-                status, body, seconds = _first_answer(lab.url(balancer, path), lab.ca_file)
+                path = (f"/{repo}.git/info/refs?service=git-upload-pack" if vcs == "git"
+                        else f"/{repo}?cmd=capabilities")
+                status, body, seconds = _get(lab, balancer, path)
                 answers.append((balancer, vcs, status, body, seconds))
         slow_or_wrong = [a for a in answers if a[2] != 503 or f"({victim}) is unavailable" not in a[3]
                          or a[4] >= FAIL_FAST_SECONDS]
@@ -437,7 +440,6 @@ def _guess(lab: Lab, balancer: str, source: str, count: int, paths: list[str]) -
     statuses: Counter[int] = Counter()
     lock = threading.Lock()
     remaining = [count]
-    context = ssl.create_default_context(cafile=str(lab.ca_file))
 
     def worker() -> None:
         connection: http.client.HTTPSConnection | None = None
@@ -450,12 +452,9 @@ def _guess(lab: Lab, balancer: str, source: str, count: int, paths: list[str]) -
                 path = paths[number % len(paths)]
             guess = f"alice:wrong-{number}" if number % 10 == 0 else f":guess-{number}"
             if connection is None:
-                connection = http.client.HTTPSConnection(lab.address(balancer), PORTS.https, timeout=30,
-                                                         context=context, source_address=(source, 0))
+                connection = lab.connect(balancer, source=source, timeout=30)
             try:
-                credentials = base64.b64encode(guess.encode()).decode()
-                connection.request("GET", path, headers={"Authorization": f"Basic {credentials}",
-                                                         "User-Agent": "git/2.39.5"})
+                connection.request("GET", path, headers={"Authorization": _basic(guess), "User-Agent": "git/2.39.5"})
                 response = connection.getresponse()
                 response.read()
                 status = response.status
@@ -511,17 +510,7 @@ def check_balancer_dies(lab: Lab, clients: Clients, report: Report) -> None:
         except AssertionError:
             pass
         killed = lab.signal_host(victim, signal.SIGKILL)
-        context = ssl.create_default_context(cafile=str(lab.ca_file))
-        connection = http.client.HTTPSConnection(lab.address(survivor), PORTS.https, timeout=10, context=context,
-                                                 source_address=(guesser, 0))
-        try:
-            credentials = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
-            connection.request("GET", path, headers={"Authorization": f"Basic {credentials}",
-                                                     "User-Agent": "git/2.39.5"})
-            response = connection.getresponse()
-            status, body = response.status, response.read().decode(errors="replace")
-        finally:
-            connection.close()
+        status, body, _ = _get(lab, survivor, path, authorization=_basic(f"alice:{PASSWORD}"), source=guesser)
         report.result(status == 429 and "failed authentication" in body,
                       f"{victim} killed ({killed} processes): {survivor} holds the guesser's count"
                       f" ({_count_on(lab, survivor, guesser)}, learned in {shared:.2f} s) and answers even the right"

@@ -29,12 +29,14 @@ pairs need it. Gray failures are SIGSTOP, partitions ``ip link set down``
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -147,6 +149,13 @@ class Lab:
     @property
     def ca_file(self) -> Path:
         return self.root / "tls" / "ca.pem"
+
+    def connect(self, balancer: str, *, source: str | None = None, timeout: float = 10) -> http.client.HTTPSConnection:
+        """An HTTPS connection to a load balancer, trusting the lab's CA; from ``source`` (an address) if given."""
+        return http.client.HTTPSConnection(
+            self.address(balancer), PORTS.https, timeout=timeout,
+            context=ssl.create_default_context(cafile=str(self.ca_file)),
+            source_address=(source, 0) if source is not None else None)
 
     def url(self, balancer: str, path: str = "", user: str | None = None, password: str | None = None) -> str:
         credentials = f"{user}:{password}@" if user is not None else ""
@@ -313,9 +322,8 @@ class Lab:
         hba = cluster / "pg_hba.conf"
         hba.write_text(f"host {DATABASE_NAME} {DATABASE_ROLE} {self.network} scram-sha-256\n" + hba.read_text())
         server = postgres.server()
-        as_user = ["runuser", "-u", server.user, "--"] if os.geteuid() == 0 and server.user != "root" else []
-        run(in_namespace(BY_NAME["pg"], [*as_user, server.tool("pg_ctl"), "-D", str(cluster), "-l",
-                                         str(cluster / "lab.log"), "-w", "-t", "60", "start"]))
+        start = [server.tool("pg_ctl"), "-D", str(cluster), "-l", str(cluster / "lab.log"), "-w", "-t", "60", "start"]
+        run(in_namespace(BY_NAME["pg"], postgres.as_user(server, start)))
 
     def _memcached(self) -> None:
         pids = {}
@@ -387,8 +395,7 @@ class Lab:
         cluster = Settings(data_dir=self.data_dir("pg")).postgres_dir
         if (cluster / "postmaster.pid").exists():
             server = postgres.server()
-            as_user = ["runuser", "-u", server.user, "--"] if os.geteuid() == 0 and server.user != "root" else []
-            if run([*as_user, server.tool("pg_ctl"), "-D", str(cluster), "-m", "fast", "-w", "stop"],
+            if run(postgres.as_user(server, [server.tool("pg_ctl"), "-D", str(cluster), "-m", "fast", "-w", "stop"]),
                    check=False).returncode == 0:
                 removed.append("pg: PostgreSQL")
         try:

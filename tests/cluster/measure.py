@@ -16,12 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import ssl
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,9 +149,12 @@ def run_measurements(lab: Lab, runs: int) -> list[Cost]:
             return 0
 
         def page(_: int) -> int:
-            context = ssl.create_default_context(cafile=str(lab.ca_file))
-            with urllib.request.urlopen(lab.url(BALANCER, ""), context=context, timeout=30) as response:
-                return len(response.read())
+            connection = lab.connect(BALANCER, timeout=30)
+            try:
+                connection.request("GET", "/")
+                return len(connection.getresponse().read())
+            finally:
+                connection.close()
 
         return [
             measure(lab, "git no-op fetch", runs * 4, fetch_git),
