@@ -4,8 +4,8 @@
 PYTHON     ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
-OS_TOOLS   := haproxy memcached git ss pg_ctlcluster
-OS_PKGS    := haproxy memcached git iproute2 postgresql
+OS_TOOLS   := haproxy memcached git ss pg_ctlcluster sshd ssh cc
+OS_PKGS    := haproxy memcached git iproute2 postgresql openssh-server openssh-client gcc libc6-dev libnss-wrapper
 STAMP      := $(VENV)/.installed
 export HOSTD_DATA ?= $(CURDIR)/var
 
@@ -33,8 +33,12 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
+# sshd is only ever hostd's own (hostd/ops/sshd.py): a freshly installed
+# openssh-server's system service is stopped like the others.
 os-deps:
-	$(call ensure-packages,$(OS_TOOLS),$(OS_PKGS),haproxy memcached postgresql)
+	$(call ensure-packages,$(OS_TOOLS),$(OS_PKGS),haproxy memcached postgresql ssh)
+	@ls /usr/lib/*/libnss_wrapper.so >/dev/null 2>&1 || { echo "installing OS packages: libnss-wrapper"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnss-wrapper >/dev/null; }
 
 # Only `make bench` needs the reference servers (nginx, fcgiwrap) and wrk.
 bench-deps:

@@ -20,6 +20,7 @@ from singlemalt.credentials import (
     parse_authorization,
 )
 from singlemalt.identity import Identity, Scope
+from singlemalt.judge import Outcome, Verdict, judge
 from singlemalt.memcache import SafeMemcache
 from singlemalt.middleware import SingleMalt
 from singlemalt.passwords import PasswordHasher, hash_password
@@ -52,6 +53,7 @@ __all__ = [
     "LoginThrottle",
     "Malformed",
     "Opened",
+    "Outcome",
     "PasswordHasher",
     "ProxyTrust",
     "SafeMemcache",
@@ -64,12 +66,14 @@ __all__ = [
     "Unavailable",
     "UserRecord",
     "VerificationCache",
+    "Verdict",
     "Verifier",
     "canonical_name",
     "classify_git",
     "classify_hg",
     "hash_password",
     "hash_token_secret",
+    "judge",
     "new_token",
     "parse_authorization",
     "parse_token",

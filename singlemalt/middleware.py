@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING, NoReturn
 import webob.exc
 
 from singlemalt import challenge
-from singlemalt.authorize import Allowed, Authorizer, Denied, Unavailable
+from singlemalt.authorize import Allowed, Authorizer, Unavailable
 from singlemalt.credentials import BasicCredentials, Credentials, parse_authorization
 from singlemalt.identity import REMOTE_USER, Identity, Scope
+from singlemalt.judge import Outcome, judge
 from singlemalt.proxy import NO_PROXIES, Client, ProxyTrust
 from singlemalt.target import Action, Classifier, Malformed, Target
 from singlemalt.throttle import LoginThrottle
@@ -170,30 +171,21 @@ class SingleMalt:
         return identity, target, self._enforce(request, identity, target)
 
     def _enforce(self, request: _Request, identity: Identity | None, target: Target) -> Allowed:
-        """Ask the authorizer, apply the token scope, and refuse what is not allowed."""
-        try:
-            decision = self.authorize(identity, target)
-        except Unavailable as error:
-            self._unavailable(request, error)
-        if not isinstance(decision, Allowed | Denied):
-            # Default deny: only an explicit Allowed lets a request through.
-            decision = Denied(f"authorizer returned {type(decision).__name__}, not a decision")
-        if identity is not None and identity.scope is Scope.READ and target.action is Action.WRITE:
-            if isinstance(decision, Allowed) or decision.reveal:
-                self._refuse(request, "forbidden", "token is read-only",
-                             challenge.forbidden("token is read-only"))
-            self._refuse(request, "not-found", f"read-only token; {decision.reason}",
-                         challenge.not_found())
-        if isinstance(decision, Denied):
-            if identity is None:
-                self._refuse(request, "challenge", decision.reason,
-                             challenge.unauthorized(self.realm))
-            if decision.reveal:
-                self._refuse(request, "forbidden", decision.reason,
-                             challenge.forbidden(decision.reason))
-            self._refuse(request, "not-found", decision.reason, challenge.not_found())
-        _log_decision(request, "allowed", decision.reason)
-        return decision
+        """Ask the authorizer (:func:`~singlemalt.judge.judge`) and refuse what is not allowed."""
+        verdict = judge(self.authorize, identity, target)
+        if verdict.decision is not None:
+            _log_decision(request, verdict.outcome.value, verdict.reason)
+            return verdict.decision
+        if verdict.outcome is Outcome.UNAVAILABLE:
+            self._refuse(request, verdict.outcome.value, verdict.reason,
+                         challenge.unavailable(verdict.message, verdict.retry_after or 1), level=logging.WARNING)
+        if verdict.outcome is Outcome.CHALLENGE:
+            response = challenge.unauthorized(self.realm)
+        elif verdict.outcome is Outcome.FORBIDDEN:
+            response = challenge.forbidden(verdict.message)
+        else:
+            response = challenge.not_found()
+        self._refuse(request, verdict.outcome.value, verdict.reason, response)
 
     def _verify(self, request: _Request, credentials: Credentials) -> Identity:
         """Check credentials (after the throttle); refuse with 429 or 401."""
@@ -227,7 +219,7 @@ class SingleMalt:
         return identity
 
     def _unavailable(self, request: _Request, error: Unavailable) -> NoReturn:
-        self._refuse(request, "unavailable", error.reason,
+        self._refuse(request, Outcome.UNAVAILABLE.value, error.reason,
                      challenge.unavailable(error.reason, error.retry_after), level=logging.WARNING)
 
     def _apply_proxy(self, environ: WSGIEnvironment) -> Client:

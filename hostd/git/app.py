@@ -55,7 +55,7 @@ from hostd.git.body import (
     prepare_body,
 )
 from hostd.git.pushwire import read_commands
-from hostd.git.receive import PushRecorder, ReceivePack, respond_refused
+from hostd.git.receive import PushRecorder, ReceivePack, push_recorder, respond_refused
 from hostd.git.refstate import PerRefState
 from hostd.git.upload import UploadPack
 from hostd.guard.policy import decided_repository
@@ -203,19 +203,8 @@ class GitApp:
             raise body_refusal(error) from None
 
     def _recorder(self, repo: Repo, environ: WSGIEnviron) -> PushRecorder | None:
-        pushlog = self.pushlog
-        if pushlog is None:
+        if self.pushlog is None:
             return None
-        user = environ.get("REMOTE_USER", "")
-
-        def record(updates: list[tuple[str, str, str]]) -> None:
-            try:
-                pushlog.record(repo.ref, user, updates)
-            except Exception:
-                # The refs have moved and the client is being told so; losing
-                # the log line must not turn a landed push into an error.
-                log.exception("push log: could not record %s for %s: %s", repo.ref, user, updates)
-
-        return record
+        return push_recorder(self.pushlog, repo.ref, environ.get("REMOTE_USER", ""))
 
 

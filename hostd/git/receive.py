@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from webob import exc
 
@@ -56,6 +56,7 @@ from hostd.git.body import BoundedBody
 from hostd.git.inflight import InFlight, Ticket
 from hostd.git.process import GitRun, environment
 from hostd.git.pushwire import Commands, ReportReader, refusal_report
+from hostd.names import RepoName
 from hostd.responses import text_error
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,26 @@ StartResponse = Callable[..., Any]
 REF_LOCK_MS = 10_000
 
 PushRecorder = Callable[[list[tuple[str, str, str]]], None]
+
+
+class PushLogWriter(Protocol):
+    """Where pushes are recorded: :class:`hostd.store.pushlog.PushLog`."""
+
+    def record(self, repo: RepoName, username: str, updates: list[tuple[str, str, str]]) -> None: ...
+
+
+def push_recorder(pushlog: PushLogWriter, repo: RepoName, username: str) -> PushRecorder:
+    """Record the refs a push of ``username`` moved in ``repo``; a failure to log is logged, never raised."""
+
+    def record(updates: list[tuple[str, str, str]]) -> None:
+        try:
+            pushlog.record(repo, username, updates)
+        except Exception:
+            # The refs have moved and the client is being told so; losing
+            # the log line must not turn a landed push into an error.
+            log.exception("push log: could not record %s for %s: %s", repo, username, updates)
+
+    return record
 
 
 def respond_refused(start_response: StartResponse, commands: Commands, body: BoundedBody,

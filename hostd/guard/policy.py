@@ -123,3 +123,24 @@ class RepositoryPolicy:
             return Denied(f"You have read-only access to {repo.ref}; pushing needs write access.", reveal=True)
         return Denied(f"no access to {repo.ref}")
 
+    def deploy_key(self, repo: RepoName) -> RepositoryPolicy:
+        """The policy of a deploy key of ``repo``: that repository only, whoever owns it.
+
+        Whether the key may push is its identity's scope (singlemalt refuses
+        a read-only one: "deploy key is read-only"); the checks of a write
+        (a moving repository, the database) are this policy's own.
+        """
+        return _DeployKeyPolicy(self.accounts, vcs=self.vcs, writable=self.writable, repo=repo)
+
+
+class _DeployKeyPolicy(RepositoryPolicy):
+    def __init__(self, accounts: RepositoryRecords, *, vcs: str | None, writable: WriteCheck | None,
+                 repo: RepoName) -> None:
+        super().__init__(accounts, vcs=vcs, writable=writable)
+        self.repo = repo
+
+    def _decide(self, identity: Identity | None, target: Target) -> Decision:
+        repo = self.resolve(target.repository)
+        if repo is None or repo.ref != self.repo:
+            return Denied(f"a deploy key of {self.repo} does not reach {target.repository!r}")
+        return Allowed(f"deploy key of {repo.ref}", resource=repo)

@@ -20,7 +20,8 @@ A write (a push, or a Mercurial ``pushkey``) also holds the repository's
 push fence (:class:`hostd.store.fence.PushFence`) until its response is
 closed, so that ``hostd repo move`` can wait for it and keep every later
 one out; a push whose repository moved away while it waited is answered 503,
-to be retried (and then routed to the new shard).
+to be retried (and then routed to the new shard). So is a read that arrives
+after the move took the directory but before this process heard of it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from hostd.guard.policy import decided_repository
 from hostd.responses import text_error
 from hostd.store.accounts import Repo
 from hostd.store.fence import Fenced, PushFence
-from hostd.store.storage import Storage
+from hostd.store.storage import Storage, StorageError
 from singlemalt import DEFAULT_DRAIN_LIMIT, Action, Target
 from singlemalt.challenge import reply
 
@@ -76,6 +77,11 @@ class ShardGate:
         # Fails closed: without a classified target (not mounted inside
         # SingleMalt) a request counts as a write.
         if isinstance(target, Target) and target.action is Action.READ:
+            if not self._present(repo):
+                # The row still names this shard, but a move has just taken the directory
+                # (this process's cache has not heard yet): come back, as a push would be told.
+                log.warning("%s is not on disk here: moved just now?", repo.ref)
+                return reply(environ, start_response, _gone(repo), drain_limit=self.drain_limit)
             return self.app(environ, start_response)
         try:
             fence = PushFence.enter(self.storage.path(repo.ref, repo.vcs), repo.vcs)
@@ -88,6 +94,13 @@ class ShardGate:
             fence.release()
             raise
         return _Fenced(body, fence)
+
+
+    def _present(self, repo: Repo) -> bool:
+        try:
+            return self.storage.path(repo.ref, repo.vcs).is_dir()
+        except StorageError:
+            return True  # the app answers a refused path itself
 
 
 class _Fenced:
@@ -112,6 +125,11 @@ class _Fenced:
 def _moved(repo: Repo) -> webob.exc.HTTPException:
     return _refusal(webob.exc.HTTPServiceUnavailable, 503,
                     f"{repo.ref} was just moved to another storage shard; nothing changed, push again")
+
+
+def _gone(repo: Repo) -> webob.exc.HTTPException:
+    return _refusal(webob.exc.HTTPServiceUnavailable, 503,
+                    f"{repo.ref} was just moved to another storage shard; try again")
 
 
 def _misdirected(repo: Repo) -> webob.exc.HTTPException:

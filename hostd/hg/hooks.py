@@ -21,7 +21,9 @@ instance copies, and keep nothing between calls. What belongs to one push
 puts into that request's WSGI environ. hgweb hands each request a repository
 object no other thread holds (``hgweb._obtainrepo``) and points its
 ``repo.ui.environ`` at that request's environ, which is how a hook finds its
-recorder without any shared registry.
+recorder without any shared registry. An SSH session
+(:mod:`hostd.hg.sshserve`) has a ui and a repository of its own, and gives
+that ui an environ made by :func:`with_recorder`.
 """
 
 from __future__ import annotations
@@ -180,9 +182,19 @@ def compute_updates(repo: Any, before: Heads, changes: Mapping[bytes, Any]) -> l
     return updates
 
 
+def with_recorder(environ: Mapping[bytes, Any], recorder: PushRecorder) -> dict[bytes, Any]:
+    """A copy of ``environ`` that carries ``recorder`` where the hooks look for it.
+
+    For a ui that no hgweb request sets up (an SSH session's): assign the
+    result to that session's own ``ui.environ``; ``environ`` is not changed.
+    """
+    return {**environ, _RAW_KEY: recorder}
+
+
 def _recorder(repo: Any) -> PushRecorder | None:
     # repo.ui.environ is the current request's environ (set by hgweb per
-    # request); outside a request it is the process environment.
+    # request, or by with_recorder for an SSH session); otherwise it is the
+    # process environment.
     found = repo.ui.environ.get(_RAW_KEY)
     return found if isinstance(found, PushRecorder) else None
 

@@ -129,3 +129,10 @@ def clone_commands(settings: Settings) -> list[str]:
         f"GIT_SSL_CAINFO={ca} git clone -c http.sslCAInfo={ca} {settings.base_url}/{DEMO_GIT}.git",
         f"hg --config web.cacerts={ca} clone {settings.base_url}/{DEMO_HG}",
     ]
+
+
+def ssh_clone_commands(settings: Settings) -> list[str]:
+    """The same clones over SSH (after ``hostd key add demo < ~/.ssh/id_ed25519.pub``)."""
+    host = f"[{settings.public_host}]" if ":" in settings.public_host else settings.public_host
+    origin = f"{host}:{settings.ports.ssh}"
+    return [f"git clone ssh://git@{origin}/{DEMO_GIT}.git", f"hg clone ssh://hg@{origin}/{DEMO_HG}"]

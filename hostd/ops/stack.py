@@ -22,8 +22,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hostd.ops import haproxy, peers, pooladmin, postgres
-from hostd.ops.bootstrap import clone_commands, initialize
+from hostd.ops import haproxy, peers, pooladmin, postgres, sshd
+from hostd.ops.bootstrap import DEMO_USER, clone_commands, initialize, ssh_clone_commands
 from hostd.ops.haproxy import POOLS, PoolError, StackError
 from hostd.ops.haproxy import command as haproxy_command
 from hostd.settings import PROJECT_ROOT, ROLE_PROGRAMS, Settings, SettingsError
@@ -32,7 +32,7 @@ from hostd.store.legacy import LegacyImportError
 
 SUPERVISORD_CONF = PROJECT_ROOT / "deploy" / "supervisord.conf"
 #: Every program of deploy/supervisord.conf.
-PROGRAMS = tuple(program for programs in ROLE_PROGRAMS.values() for program in programs)
+PROGRAMS = tuple(dict.fromkeys(program for programs in ROLE_PROGRAMS.values() for program in programs))
 
 
 def _tool(name: str) -> str:
@@ -83,11 +83,12 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_MEMCACHED_BIN=_tool("memcached"),
         HOSTD_POSTGRES_DIR=str(settings.postgres_dir),
         **postgres.supervisor_environment(settings),
+        **sshd.supervisor_environment(settings),
     )
     env.update(_home_backends(settings))
     # deploy/supervisord.conf starts the programs of this host's roles only.
     for program in PROGRAMS:
-        env[f"HOSTD_{program.upper()}_AUTOSTART"] = "true" if settings.runs(program) else "false"
+        env[f"HOSTD_{program.upper()}_AUTOSTART"] = "true" if _starts(settings, program) else "false"
     if settings.database_url is not None:
         env["HOSTD_DATABASE_URL"] = settings.database_url
     if settings.memcached_nodes:
@@ -96,6 +97,11 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         env["HOSTD_PEERS"] = ",".join(f"{peer.name}={peer.address}" for peer in settings.peers)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
     return env
+
+
+def _starts(settings: Settings, program: str) -> bool:
+    """Whether supervisord starts ``program`` here: this host's roles run it, and it can run."""
+    return settings.runs(program) and (program != "sshd" or sshd.available() is None)
 
 
 def _home_backends(settings: Settings) -> dict[str, str]:
@@ -154,6 +160,10 @@ def health_problem(settings: Settings) -> str | None:
             return f"{pool} pool on port {port}: {error}"
         if status != 200:
             return f"{pool} pool on port {port}: /readyz answered {status}"
+    if settings.runs("sshgate"):
+        problem = sshd.health_problem(settings, sshd_runs=_starts(settings, "sshd"))
+        if problem is not None:
+            return problem
     if not settings.runs("haproxy"):
         return None
     context = ssl.create_default_context(cafile=str(settings.tls_dir / "ca.pem"))
@@ -206,6 +216,10 @@ def start(settings: Settings, *, foreground: bool = False) -> subprocess.Popen[b
               f"(shown once; kept 0600 in {settings.data_dir / 'demo-password'})", flush=True)
     _ensure_server_state_file(settings)
     peers.write_peers_file(settings)
+    if _starts(settings, "sshd"):
+        sshd.prepare(settings)
+    elif settings.runs("sshd"):
+        print(f"hostd: {sshd.available()}", flush=True)
     env = environment(settings)
     command = [str(Path(sys.executable).parent / "supervisord"), "-c", str(SUPERVISORD_CONF)]
     if foreground:
@@ -301,6 +315,11 @@ def _announce(settings: Settings) -> None:
     print("\nhostd is up. Clone the demo repositories:", flush=True)
     for command in clone_commands(settings):
         print("  " + command)
+    if _starts(settings, "sshd"):
+        print(f"Over SSH, once your key is added (hostd key add {DEMO_USER} < ~/.ssh/id_ed25519.pub):")
+        for command in ssh_clone_commands(settings):
+            print("  " + command)
+        print("  SSH host keys: " + "; ".join(sshd.fingerprints(settings)))
     print(f"Web: {settings.base_url}/   Stats: http://{settings.bind}:{settings.ports.stats}/stats"
           f"   Logs: {settings.log_dir}", flush=True)
 

@@ -56,6 +56,11 @@ class Ports:
     hg: int = 8102
     web: int = 8103
     memcached: int = 11311
+    #: OpenSSH's sshd for git and hg (hostd/ops/sshd.py).
+    ssh: int = 2222
+    #: The SSH gateway's relay, where another host's gateway hands over a
+    #: session for a repository of this host's shard (hostd/ssh/relay.py).
+    ssh_relay: int = 8104
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +174,11 @@ class Settings:
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+    @property
+    def ssh_socket(self) -> Path:
+        """The SSH gateway's socket, where sshd's ``hostd-ssh`` hands over sessions and key lookups."""
+        return self.run_dir / "ssh.sock"
 
     def pool_socket(self, pool: str) -> Path:
         """The unix socket on which HAProxy reaches a pool (its TCP port is the side door)."""

@@ -37,8 +37,8 @@ def is_shard_name(text: str) -> bool:
 ROLES = ("balancer", "storage", "web", "cache", "database")
 #: The programs of each role, as deploy/supervisord.conf names them.
 ROLE_PROGRAMS = {
-    "balancer": ("haproxy", "routes"),
-    "storage": ("git", "hg"),
+    "balancer": ("haproxy", "routes", "sshd", "sshgate"),
+    "storage": ("git", "hg", "sshgate"),
     "web": ("web",),
     "cache": ("memcached",),
     "database": ("postgres",),

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 #: Modules whose ``main([])`` is run, in this order.
-BENCHMARKS: tuple[str, ...] = ("tests.bench.singlemalt_bench", "tests.bench.vcs_bench")
+BENCHMARKS: tuple[str, ...] = ("tests.bench.singlemalt_bench", "tests.bench.vcs_bench", "tests.bench.ssh_bench")
 
 
 def main() -> int:

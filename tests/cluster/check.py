@@ -26,6 +26,10 @@ Exit 0 only if every check holds:
    (wrong passwords and tokens) built up on lb1 (memcached stopped, so singlemalt's own throttle fails
    open and HAProxy's guard is the brake) is enforced by lb2. lb1 is then
    started again.
+5. **SSH** (:mod:`tests.cluster.sshcheck`): both balancers present the same
+   host keys; the permission matrix of git and hg over SSH through each
+   balancer, relayed to the repositories' shards, and the client's address
+   in the shard's log.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from tests.haproxy.route_table import RouteCase, load_table
 from tests.polling import wait_until
 
 from .lab import BALANCERS, BY_NAME, HOME_SHARD, PORTS, SHARDS, Lab, LabError, run
+from .sshcheck import check_ssh
 
 PASSWORD = "lab password 1"
 USERS = ("alice", "dana", "carol")
@@ -549,6 +554,7 @@ def check(lab: Lab) -> int:
         check_move(lab, clients, report, "git")
         check_move(lab, clients, report, "hg")
         check_balancer_dies(lab, clients, report)
+        check_ssh(lab, report, work / "ssh")
     except (LabError, AssertionError, OSError, subprocess.SubprocessError) as error:
         report.result(False, f"the check could not go on: {error}")
     finally:

@@ -15,7 +15,9 @@ s1-s3  .31-.33      git and hg pools of storage shard s1, s2, s3, each
                     beside its own repository directory
 web    .40          the web pool
 lb1-2  .11-.12      HAProxy (TLS, route map, peers) and the route
-                    follower; lb1 and lb2 share the failed-login counts
+                    follower; lb1 and lb2 share the failed-login counts;
+                    sshd and the SSH gateway, with one set of host keys,
+                    relaying sessions to the shards' gateways
 ====== ============ ===================================================
 
 Every hostd host is a stack (:mod:`hostd.ops.stack`) under its own
@@ -47,7 +49,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from hostd.ops import postgres
+from hostd.ops import postgres, sshd
 from hostd.ops import stack as stackmod
 from hostd.ops.haproxy import StackError
 from hostd.ops.tls import ensure_certificates
@@ -341,9 +343,11 @@ class Lab:
         self._save(memcached=pids)
 
     def _shared_files(self) -> None:
-        """One server secret for every pool, and one certificate (both load balancers' addresses) for the balancers."""
+        """One server secret for every host; one certificate (both load balancers' addresses) and one set of
+        SSH host keys for the balancers, as a real site copies them (else users see a changed host key)."""
         secret = secrets.token_bytes(32)
         ensure_certificates(self.root / "tls", (*(self.address(name) for name in BALANCERS), "localhost"))
+        self._host_keys()
         for host in STACK_HOSTS:
             data = self.data_dir(host)
             data.mkdir(parents=True, exist_ok=True)
@@ -353,6 +357,19 @@ class Lab:
                 handle.write(secret)
             if "balancer" in host.roles:
                 shutil.copytree(self.root / "tls", data / "tls", dirs_exist_ok=True)
+                # sshd only generates the keys a data directory lacks: these are kept.
+                shutil.copytree(self.ssh_dir, data / "ssh", dirs_exist_ok=True)
+
+    @property
+    def ssh_dir(self) -> Path:
+        """The balancers' SSH host keys, made once (every balancer's ``DATA/ssh`` is a copy)."""
+        return self.root / "ssh"
+
+    def _host_keys(self) -> None:
+        self.ssh_dir.mkdir(mode=0o700)
+        for kind, options in sshd.HOST_KEYS:
+            run(["ssh-keygen", "-q", "-N", "", "-t", kind, *options, "-C", "hostd-lab",
+                 "-f", str(self.ssh_dir / f"ssh_host_{kind}_key")])
 
     def _start_stack(self, host: Host) -> None:
         command = in_namespace(host, [sys.executable, "-m", "hostd.ops.stack", "up"])
@@ -436,6 +453,8 @@ class Lab:
         rows.append("")
         rows.append(f"clone through either load balancer: GIT_SSL_CAINFO={self.ca_file} git clone "
                     f"{self.url('lb1', 'demo/hello.git')}")
+        rows.append(f"over SSH (after hostd key add): ssh://git@{self.address('lb1')}:{PORTS.ssh}/OWNER/NAME.git,"
+                    f" host keys in {self.ssh_dir}/ (the same on both load balancers)")
         rows.append(f"data, logs: {self.root}/<host>/   stop it all: make cluster-down")
         return "\n".join(rows)
 
@@ -446,8 +465,8 @@ class Lab:
         if role == "cache":
             return f"memcached :{MEMCACHED_PORT}"
         if role == "storage":
-            return f"shard {host.name}: git pool :{PORTS.git}, hg pool :{PORTS.hg}"
+            return f"shard {host.name}: git pool :{PORTS.git}, hg pool :{PORTS.hg}, SSH relay :{PORTS.ssh_relay}"
         if role == "web":
             return f"web pool :{PORTS.web}"
         return (f"HAProxy https :{PORTS.https}, http :{PORTS.http}, stats :{PORTS.stats}, peers :{PEERS_PORT};"
-                f" route follower (home shard {HOME_SHARD})")
+                f" route follower (home shard {HOME_SHARD}); sshd :{PORTS.ssh} and its SSH gateway")

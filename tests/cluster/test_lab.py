@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hostd.ops import stack
+from hostd.ops import sshd, stack
 from hostd.settings import Settings
 from tests.cluster.lab import BALANCERS, BY_NAME, HOME_SHARD, HOSTS, PORTS, SHARDS, STACK_HOSTS, Lab, LabError
 
@@ -31,7 +31,8 @@ def test_every_host_has_its_own_address_and_namespace(lab: Lab) -> None:
 def test_each_stack_host_runs_its_role_only(lab: Lab, host: str) -> None:
     settings = Settings.from_env(lab.environment(host))
     programs = {program for program in stack.PROGRAMS if settings.runs(program)}
-    expected = {"storage": {"git", "hg"}, "web": {"web"}, "balancer": {"haproxy", "routes"}}[BY_NAME[host].roles[0]]
+    expected = {"storage": {"git", "hg", "sshgate"}, "web": {"web"},
+                "balancer": {"haproxy", "routes", "sshd", "sshgate"}}[BY_NAME[host].roles[0]]
     assert programs == expected
     assert settings.bind == lab.address(host) and settings.database_url is not None
     assert len(settings.memcached) == 3
@@ -54,3 +55,24 @@ def test_a_subnet_must_be_an_ipv4_slash_24(tmp_path: Path) -> None:
     for subnet in ("10.213.0.0/16", "fd00::/64"):
         with pytest.raises(LabError, match="not an IPv4 /24"):
             Lab(tmp_path, subnet)
+
+
+def test_the_balancers_share_one_set_of_ssh_host_keys_and_the_other_hosts_have_none(lab: Lab) -> None:
+    lab._shared_files()
+    balancers = [lab.data_dir(name) / "ssh" for name in BALANCERS]
+    names = sorted(path.name for path in balancers[0].iterdir())
+    assert names == sorted(f"ssh_host_{kind}_key{suffix}" for kind, _ in sshd.HOST_KEYS for suffix in ("", ".pub"))
+    for directory in balancers[1:]:
+        assert all((directory / name).read_bytes() == (balancers[0] / name).read_bytes() for name in names)
+    for directory in balancers:
+        assert directory.stat().st_mode & 0o777 == 0o700
+        assert all((directory / name).stat().st_mode & 0o077 == 0 for name in names if not name.endswith(".pub"))
+    assert not any((lab.data_dir(host) / "ssh").exists() for host in STACK_HOSTS if host.name not in BALANCERS)
+
+
+def test_storage_hosts_relay_on_their_own_address(lab: Lab) -> None:
+    # The balancers' gateways connect to a shard server's host at the relay port.
+    for shard in SHARDS:
+        settings = Settings.from_env(lab.environment(shard))
+        assert settings.runs("sshgate") and not settings.runs("sshd")
+        assert (settings.bind, settings.ports.ssh_relay) == (lab.address(shard), PORTS.ssh_relay)

@@ -26,7 +26,7 @@ from tests.polling import wait_until
 from tests.ports import free_ports
 
 VENV_BIN = Path(sys.executable).parent
-PORT_NAMES = ("HTTPS", "HTTP", "STATS", "PEERS", "GIT", "HG", "WEB", "MEMCACHED")
+PORT_NAMES = ("HTTPS", "HTTP", "STATS", "PEERS", "GIT", "HG", "WEB", "MEMCACHED", "SSH", "SSH_RELAY")
 
 
 @dataclass

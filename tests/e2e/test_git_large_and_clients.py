@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from hostd.git.cache import PACK_CACHE_DIR
+from tests.e2e.sshclient import Key, SshClients, add_key
 from tests.e2e.stackfixture import Stack, start_stack, stop_stack
 
 PASSWORD = "lara's long password"
@@ -175,6 +176,21 @@ def test_push_over_the_limit_fails_with_the_reason(
     assert REPORTED in result.stderr, result.stderr
     assert "! [remote rejected] eight -> main (unpacker error)" in result.stderr, result.stderr
     assert "RPC failed" not in result.stderr and "Everything up-to-date" not in result.stderr, result.stderr
+    assert _remote_refs(limited, oversized.remote)["refs/heads/main"] == oversized.seed
+    assert _snapshot(oversized.remote.path) == before, "the refused push changed the repository"
+
+
+def test_an_ssh_push_over_the_limit_fails_with_the_same_reason(limited: Stack, oversized: Oversized,
+                                                               tmp_path: Path) -> None:
+    """Over SSH the push takes the HTTPS push path: the same limit, report and untouched repository."""
+    key = Key.generate(tmp_path)
+    add_key(limited, key, "luke")
+    ssh = SshClients.of(limited)
+    before = _snapshot(oversized.remote.path)
+    url = ssh.git_url(f"luke/{oversized.remote.path.name.removesuffix('.git')}")
+    result = ssh.git(key, "push", url, "eight:main", cwd=oversized.work, check=False)
+    assert result.returncode != 0
+    assert REPORTED in result.stderr, result.stderr
     assert _remote_refs(limited, oversized.remote)["refs/heads/main"] == oversized.seed
     assert _snapshot(oversized.remote.path) == before, "the refused push changed the repository"
 

@@ -123,3 +123,13 @@ def test_without_a_decided_repository_the_app_answers(storage: Storage, environ:
     assert inner.calls == 1
 
 
+
+
+def test_a_read_of_a_repository_moved_a_moment_ago_is_told_to_come_back(storage: Storage) -> None:
+    """The row still names this shard (the cache has not heard of the move) but the directory is gone:
+    503 and Retry-After, as for a push, never the app's 404 that ends the client's push for good."""
+    app, inner = _app(storage)
+    storage.path(REPO.ref, "git").rename(storage.root / "moved-aside")
+    response = app.get("/alice/demo.git/info/refs", extra_environ=_decided(REPO, CLONE), status=503)
+    assert response.status == "503 alice/demo was just moved to another storage shard; try again"
+    assert response.headers["Retry-After"] == str(RETRY_AFTER) and inner.calls == 0
