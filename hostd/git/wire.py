@@ -23,7 +23,11 @@ LS_REFS, FULL_PACK = "ls-refs", "full pack"
 
 def git_protocol(environ: Mapping[str, Any]) -> str:
     """The client's ``Git-Protocol`` header if well-formed, else "" (protocol v0)."""
-    value = environ.get("HTTP_GIT_PROTOCOL", "")
+    return valid_protocol(environ.get("HTTP_GIT_PROTOCOL", ""))
+
+
+def valid_protocol(value: str) -> str:
+    """A ``Git-Protocol`` header or SSH client's ``GIT_PROTOCOL`` if well-formed, else "" (protocol v0)."""
     return value if _PROTOCOL.match(value.encode("latin-1", "replace")) else ""
 
 

@@ -39,6 +39,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
+from hostd.ops.generated import write_atomically
 from hostd.ops.haproxy import StackError
 from hostd.settings import PROJECT_ROOT, Settings, SettingsError
 
@@ -78,7 +79,7 @@ def supervisor_environment(settings: Settings) -> dict[str, str]:
         "HOSTD_SSHD_CONFIG": str(run / "sshd_config"),
         "HOSTD_SSH_PORT": str(settings.ports.ssh),
         "HOSTD_SSH_RELAY_PORT": str(settings.ports.ssh_relay),
-        "HOSTD_NSS_WRAPPER": _nss_wrapper() or "",
+        "HOSTD_NSS_WRAPPER": nss_wrapper() or "",
         "HOSTD_NSS_PASSWD": str(run / "ssh-passwd"),
         "HOSTD_NSS_GROUP": str(run / "ssh-group"),
     }
@@ -86,7 +87,7 @@ def supervisor_environment(settings: Settings) -> dict[str, str]:
 
 def prepare(settings: Settings) -> None:
     """Write everything sshd needs before supervisord starts it (host keys only the first time)."""
-    if _nss_wrapper() is None:
+    if nss_wrapper() is None:
         raise StackError("libnss-wrapper is not installed (Debian: apt-get install libnss-wrapper)")
     binary = _build()
     _host_keys(settings)
@@ -195,21 +196,22 @@ def _accounts(settings: Settings, shell: Path) -> None:
     me = owner(settings)
     home = key_dir(settings)
     ours = [f"{name}:x:{me.pw_uid}:{me.pw_gid}:hostd {name}:{home}:{shell}" for name in ACCOUNTS]
-    others = [line for line in Path("/etc/passwd").read_text().splitlines()
-              if line and line.split(":", 1)[0] not in ACCOUNTS]
     env = supervisor_environment(settings)
-    _write(Path(env["HOSTD_NSS_PASSWD"]), "\n".join(ours + others) + "\n")
-    _write(Path(env["HOSTD_NSS_GROUP"]), Path("/etc/group").read_text())
+    for path, text in ((Path(env["HOSTD_NSS_PASSWD"]), passwd_text(ours, Path("/etc/passwd").read_text())),
+                       (Path(env["HOSTD_NSS_GROUP"]), Path("/etc/group").read_text())):
+        write_atomically(path, text)
+        path.chmod(0o644)
 
 
-def _write(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.tmp")
-    partial.write_text(text)
-    partial.chmod(0o644)
-    partial.replace(path)
+def passwd_text(entries: list[str], system: str) -> str:
+    """A passwd file of ``entries`` first, then the lines of ``system`` (``/etc/passwd``) with other names."""
+    names = {entry.split(":", 1)[0] for entry in entries}
+    others = [line for line in system.splitlines() if line and line.split(":", 1)[0] not in names]
+    return "\n".join(entries + others) + "\n"
 
 
-def _nss_wrapper() -> str | None:
+def nss_wrapper() -> str | None:
+    """The ``libnss_wrapper.so`` to preload (Debian's ``libnss-wrapper``), or None."""
     found = sorted(glob.glob("/usr/lib/*/libnss_wrapper.so")) + sorted(glob.glob("/usr/lib/libnss_wrapper.so"))
     return found[0] if found else None
 

@@ -3,7 +3,8 @@
 A clone or fetch needs nothing of hostd once it is allowed, so
 ``git upload-pack`` is started on the session's own descriptors (what
 ``git-shell`` does): git talks to sshd directly, protocol v2 included
-(``GIT_PROTOCOL``, the only variable sshd accepts from the client).
+(``GIT_PROTOCOL``, the only variable sshd accepts from the client, checked
+as the HTTPS ``Git-Protocol`` header is: :func:`hostd.git.wire.valid_protocol`).
 
 A push is the HTTPS push, byte for byte, on a stateful connection: the
 ref advertisement hostd already builds for ``info/refs`` is written, then
@@ -18,10 +19,9 @@ HTTPS one. receive-pack has no protocol v2, and git never asks for it on a push.
 from __future__ import annotations
 
 import logging
-import re
 import subprocess
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO
 
 from webob import exc
 
@@ -31,17 +31,9 @@ from hostd.git.process import environment
 from hostd.git.pushwire import read_commands
 from hostd.git.receive import PushRecorder, ReceivePack
 from hostd.git.refstate import PerRefState
+from hostd.git.wire import valid_protocol
 
 log = logging.getLogger(__name__)
-
-#: ``GIT_PROTOCOL`` as git sends it: ``version=2``, colon-separated ``key=value`` parameters.
-_PROTOCOL: Final = re.compile(r"[A-Za-z0-9.=_-]{1,64}(?::[A-Za-z0-9.=_-]{1,64}){0,7}")
-
-
-def git_protocol(value: str) -> str:
-    """``GIT_PROTOCOL`` if it is well-formed, else "" (protocol v0)."""
-    return value if _PROTOCOL.fullmatch(value) else ""
-
 
 class GitOverSsh:
     """Serve ``git-upload-pack`` and ``git-receive-pack`` sessions on a repository directory."""
@@ -56,7 +48,7 @@ class GitOverSsh:
     def upload_pack(self, git_dir: Path, protocol: str, stdin: int, stdout: int, stderr: int) -> int:
         """Run ``git upload-pack`` on the session's descriptors; its exit status."""
         process = subprocess.Popen([self.git, "upload-pack", "--strict", str(git_dir)],
-                                   stdin=stdin, stdout=stdout, stderr=stderr, env=environment(git_protocol(protocol)))
+                                   stdin=stdin, stdout=stdout, stderr=stderr, env=environment(valid_protocol(protocol)))
         return process.wait()
 
     def receive_pack(self, git_dir: Path, stdin: BinaryIO, stdout: BinaryIO, stderr: BinaryIO,

@@ -5,7 +5,8 @@ signs with), with the key's fingerprint and the client's address (``hostd-ssh`` 
 answer is the key's ``authorized_keys`` line, forcing ``hostd-ssh`` with
 ``restrict`` and naming the key (:func:`hostd.store.keys.authorized_keys_line`),
 or nothing. A key removed from the database is unknown to the next lookup:
-there is no file to rewrite and no cache to expire.
+there is no file to rewrite, and what :class:`RememberedKeys` keeps answers
+only while the database cannot.
 
 Failed key authentications are counted like failed logins, per client
 address (:class:`singlemalt.LoginThrottle`, with no account: the login

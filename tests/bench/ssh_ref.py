@@ -33,17 +33,18 @@ its PID (:class:`tests.bench.refservers.Server`).  Usage::
 from __future__ import annotations
 
 import base64
-import glob
 import random
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
+from hostd.ops import sshd
 from hostd.ops.sshd import HOST_KEYS
 from tests.bench.common import BenchError
 from tests.bench.refservers import Server
 from tests.bench.sides import OWNER, copy_git
+from tests.e2e.sshclient import known_hosts_of
 from tests.ports import free_ports
 
 SSHD = "/usr/sbin/sshd"
@@ -69,19 +70,10 @@ def fake_key_lines(count: int, seed: int = 1) -> Iterator[str]:
         yield ed25519_line(rng.randbytes(32), f"bench-fake-{number}")
 
 
-def nss_wrapper() -> str:
-    """The ``libnss_wrapper.so`` to preload (Debian's ``libnss-wrapper``)."""
-    found = sorted(glob.glob("/usr/lib/*/libnss_wrapper.so")) + sorted(glob.glob("/usr/lib/libnss_wrapper.so"))
-    if not found:
-        raise BenchError("libnss-wrapper is not installed (Debian: apt-get install libnss-wrapper)")
-    return found[0]
-
-
 def passwd_text(home: Path, system: str) -> str:
     """nss_wrapper's passwd: both accounts (uid 0, git-shell, ``home``) first, then the machine's own lines."""
-    ours = [f"{name}:x:0:0:reference {name}:{home}:{GIT_SHELL}" for name in (ACCOUNT, MANY_ACCOUNT)]
-    others = [line for line in system.splitlines() if line and line.split(":", 1)[0] not in (ACCOUNT, MANY_ACCOUNT)]
-    return "\n".join(ours + others) + "\n"
+    return sshd.passwd_text([f"{name}:x:0:0:reference {name}:{home}:{GIT_SHELL}" for name in (ACCOUNT, MANY_ACCOUNT)],
+                            system)
 
 
 def render_config(port: int, run: Path, host_keys: list[Path]) -> str:
@@ -160,7 +152,10 @@ class ReferenceSshd:
         self.config.write_text(render_config(self.port, self.run_dir, self.host_keys))
         # sshd's privilege separation chroots its pre-authentication child here.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        self.env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "LD_PRELOAD": nss_wrapper(),
+        preload = sshd.nss_wrapper()
+        if preload is None:
+            raise BenchError("libnss-wrapper is not installed (Debian: apt-get install libnss-wrapper)")
+        self.env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "LD_PRELOAD": preload,
                     "NSS_WRAPPER_PASSWD": str(passwd), "NSS_WRAPPER_GROUP": str(group)}
         check = subprocess.run([SSHD, "-t", "-f", str(self.config)], env=self.env, capture_output=True, text=True)
         if check.returncode != 0:
@@ -174,12 +169,7 @@ class ReferenceSshd:
 
     def known_hosts(self, path: Path) -> Path:
         """A known_hosts file with this server's host keys, for strict checking."""
-        lines = []
-        for key in self.host_keys:
-            kind, blob = key.with_suffix(".pub").read_text().split()[:2]
-            lines.append(f"[127.0.0.1]:{self.port} {kind} {blob}")
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return known_hosts_of((key.with_suffix(".pub") for key in self.host_keys), path, "127.0.0.1", self.port)
 
     def git_dir(self, name: str) -> Path:
         return self.home / OWNER / f"{name}.git"

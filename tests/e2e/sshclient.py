@@ -6,6 +6,7 @@ import re
 import shlex
 import subprocess
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,14 @@ class Key:
 
 def known_hosts(settings: Settings, path: Path, host: str | None = None, port: int | None = None) -> Path:
     """A known_hosts file with the stack's host keys, so ssh checks them strictly."""
-    host = host or settings.bind
-    port = port or settings.ports.ssh
+    publics = sorted((settings.data_dir / "ssh").glob("ssh_host_*_key.pub"))
+    return known_hosts_of(publics, path, host or settings.bind, port or settings.ports.ssh)
+
+
+def known_hosts_of(publics: Iterable[Path], path: Path, host: str, port: int) -> Path:
+    """A known_hosts file listing these public host key files for ``[host]:port``."""
     lines = []
-    for public in sorted((settings.data_dir / "ssh").glob("ssh_host_*_key.pub")):
+    for public in publics:
         kind, blob = public.read_text().split()[:2]
         lines.append(f"[{host}]:{port} {kind} {blob}")
     path.write_text("\n".join(lines) + "\n")
