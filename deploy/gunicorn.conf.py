@@ -11,6 +11,7 @@ a request never waits behind another worker's long clones.
 import os
 
 from hostd.git.inflight import InFlight, sweep
+from hostd.ops.reap import WORKER_NAME
 from hostd.settings import Settings, SettingsError
 
 worker_class = "hostd.serve.worker.BalancedThreadWorker"
@@ -93,8 +94,10 @@ def post_fork(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
     master = worker.ppid  # the arbiter that forked us, even if it is already gone
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        PR_SET_PDEATHSIG = 1
+        PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        # What tells `hostd reap` a worker from a master (hostd/ops/reap.py).
+        libc.prctl(PR_SET_NAME, WORKER_NAME.encode())
     except OSError:
         pass
 

@@ -23,7 +23,7 @@ PINNED = [
 
 
 def test_the_packages_hostd_builds_on_are_pinned() -> None:
-    assert {name for name, _ in PINNED} >= {"dulwich", "mercurial", "gunicorn"}
+    assert {name for name, _ in PINNED} >= {"dulwich", "mercurial", "gunicorn", "procrastinate"}
 
 
 @pytest.mark.parametrize(("name", "version"), PINNED, ids=[name for name, _ in PINNED])

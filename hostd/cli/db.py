@@ -78,8 +78,9 @@ BEGIN
             UNION ALL
             SELECT 4, format('DROP %s IF EXISTS public.%I CASCADE', CASE typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
                              typname)
-            FROM pg_type WHERE typnamespace = 'public'::regnamespace AND typtype IN ('e', 'd', 'r', 'm')
-                AND pg_has_role(typowner, 'USAGE')
+            FROM pg_type WHERE typnamespace = 'public'::regnamespace AND pg_has_role(typowner, 'USAGE')
+                AND (typtype IN ('e', 'd', 'r', 'm')  -- and composite types of their own (the queue's), not rows
+                     OR typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = typrelid) = 'c')
         ) AS drops (rank, sql) ORDER BY rank
     LOOP
         EXECUTE item.sql;

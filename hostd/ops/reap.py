@@ -1,4 +1,4 @@
-"""Find gunicorn workers whose master has died, and stop them.
+"""Find gunicorn workers whose master has died (the queue pool's too), and stop them.
 
 A pool's master owns its workers: it restarts them, and the supervisor stops
 the master's whole process group. When the master itself dies abruptly
@@ -13,11 +13,19 @@ restarted master from binding it. ``hostd reap`` is the backstop::
     hostd reap --grace 10       # TERM, then KILL whatever is left after 10 s
 
 A process is one of this installation's pool processes when its command
-line names gunicorn and a ``hostd.serve.wsgi:`` app (or gunicorn's process title
-``[hostd-<pool>]``) and its environment has this installation's
-``HOSTD_DATA`` (or none, for the default data directory). It is a master when it handles SIGTTIN (gunicorn's arbiter
-does; its workers reset it to the default); an *orphaned worker* is a pool
-process that is not a master and whose parent is not a pool process of ours.
+line names gunicorn and a ``hostd.serve.wsgi:`` app, or the queue pool's
+``hostd.work.pool:queue_app`` (or gunicorn's process title
+``[hostd-<pool>]``), and its environment has this installation's
+``HOSTD_DATA`` (or none, for the default data directory). It is a worker
+when its kernel name (``/proc/PID/comm``) is :data:`WORKER_NAME`, which
+``deploy/gunicorn.conf.py`` gives every worker as it is forked; anything
+else is a master (a master that is still booting or already stopping
+included: it is never taken for a worker). An *orphaned worker* is a
+worker whose parent is not a pool process of ours.
+
+Why a name of our own: gunicorn's workers keep the master's handlers of
+the signals they do not reset (SIGTTIN and SIGTTOU among them), so which
+signals a process handles cannot tell the two apart.
 """
 
 from __future__ import annotations
@@ -34,7 +42,11 @@ from hostd.settings import PROJECT_ROOT
 
 PROC = Path("/proc")
 
-_APP = re.compile(r"hostd\.serve\.wsgi:(\w+?)_app|\[hostd-([\w.-]+)\]")
+#: The kernel name (``prctl(PR_SET_NAME)``, at most 15 bytes) of every pool
+#: worker, set in ``deploy/gunicorn.conf.py``'s ``post_fork``.
+WORKER_NAME = "hostd-worker"
+
+_APP = re.compile(r"hostd\.(?:serve\.wsgi|work\.pool):(\w+?)_app|\[hostd-([\w.-]+)\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +97,8 @@ def _stat(proc: Path, pid: int) -> tuple[str, int, int] | None:
         return None
 
 
-def _handles(proc: Path, pid: int, signum: int) -> bool:
-    raw = _read(proc / str(pid) / "status") or b""
-    match = re.search(rb"^SigCgt:\s*([0-9a-fA-F]+)$", raw, re.MULTILINE)
-    return match is not None and bool(int(match[1], 16) >> (signum - 1) & 1)
+def _is_worker(proc: Path, pid: int) -> bool:
+    return (_read(proc / str(pid) / "comm") or b"").rstrip(b"\n") == WORKER_NAME.encode()
 
 
 def pool_process(proc: Path, pid: int, data_dir: Path) -> PoolProcess | None:
@@ -114,7 +124,7 @@ def pool_process(proc: Path, pid: int, data_dir: Path) -> PoolProcess | None:
     if stat is None or stat[0] == "Z":
         return None
     return PoolProcess(pid=pid, ppid=stat[1], start_time=stat[2], pool=match[1] or match[2],
-                       master=_handles(proc, pid, signal.SIGTTIN))
+                       master=not _is_worker(proc, pid))
 
 
 def scan(data_dir: Path, proc: Path = PROC) -> list[PoolProcess]:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hostd.ops import haproxy, peers, pooladmin, postgres, sshd
-from hostd.ops.bootstrap import DEMO_USER, clone_commands, initialize, ssh_clone_commands
+from hostd.ops.bootstrap import DEMO_GIT, DEMO_USER, clone_commands, initialize, ssh_clone_commands
 from hostd.ops.haproxy import POOLS, PoolError, StackError
 from hostd.ops.haproxy import command as haproxy_command
 from hostd.settings import PROJECT_ROOT, ROLE_PROGRAMS, Settings, SettingsError
@@ -59,6 +59,7 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_HG_PORT=str(ports.hg),
         HOSTD_WEB_PORT=str(ports.web),
         HOSTD_MEMCACHED_PORT=str(ports.memcached),
+        HOSTD_QUEUE_PORT=str(ports.queue),
         HOSTD_GIT_MAXCONN=concurrency,
         HOSTD_HG_MAXCONN=concurrency,
         HOSTD_WEB_MAXCONN=concurrency,
@@ -84,6 +85,7 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_POSTGRES_DIR=str(settings.postgres_dir),
         **postgres.supervisor_environment(settings),
         **sshd.supervisor_environment(settings),
+        **settings.background.environ(),
     )
     env.update(_home_backends(settings))
     # deploy/supervisord.conf starts the programs of this host's roles only.
@@ -150,7 +152,7 @@ def _get(url: str, context: ssl.SSLContext | None = None) -> int:
 
 def health_problem(settings: Settings) -> str | None:
     """None when every pool and the HAProxy this host runs answer their health checks."""
-    for pool in POOLS:
+    for pool in (*POOLS, "queue"):
         if not settings.runs(pool):
             continue
         port = getattr(settings.ports, pool)
@@ -320,6 +322,9 @@ def _announce(settings: Settings) -> None:
         for command in ssh_clone_commands(settings):
             print("  " + command)
         print("  SSH host keys: " + "; ".join(sshd.fingerprints(settings)))
+    if _starts(settings, "queue"):
+        print(f"Webhooks: hostd hook add {DEMO_GIT} URL   Queue: hostd queue status,"
+              f" http://{settings.bind}:{settings.ports.queue}/metrics")
     print(f"Web: {settings.base_url}/   Stats: http://{settings.bind}:{settings.ports.stats}/stats"
           f"   Logs: {settings.log_dir}", flush=True)
 

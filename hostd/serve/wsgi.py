@@ -38,6 +38,7 @@ from hostd.store.changes import ChangeFeed
 from hostd.store.database import Database
 from hostd.store.flags import Flags, FlagStore, SharedFlags
 from hostd.store.pushlog import PushLog
+from hostd.store.queue import repo_queue
 from hostd.store.records import Records
 from hostd.store.spool import Spool
 from hostd.store.storage import Storage
@@ -82,7 +83,9 @@ def build_services(settings: Settings) -> Services:
     """Wire the account database, memcached, the verifier and the flags together."""
     db = Database(settings.database, max_size=settings.threads)
     accounts = Accounts(db)
-    pushlog = PushLog(db, Spool(settings.pushlog_spool))
+    # Each push's event goes to the queue of this host's shard, whose queue
+    # workers have the repository on disk (hostd/work/tasks.py).
+    pushlog = PushLog(db, Spool(settings.pushlog_spool), queue=repo_queue(settings.shard))
 
     def back_up() -> None:
         db.reset()

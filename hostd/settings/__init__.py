@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from hostd.settings.background import Background
 from hostd.settings.errors import SettingsError
 from hostd.settings.hosts import (
     DEFAULT_LB_NAME,
@@ -30,8 +31,8 @@ from hostd.settings.hosts import (
     roles,
 )
 
-__all__ = ["DEFAULT_LB_NAME", "DEFAULT_SHARD", "POOLS", "ROLES", "ROLE_PROGRAMS", "Peer", "Ports", "Settings",
-           "SettingsError", "is_lb_name", "is_shard_name"]
+__all__ = ["Background", "DEFAULT_LB_NAME", "DEFAULT_SHARD", "POOLS", "ROLES", "ROLE_PROGRAMS", "Peer", "Ports",
+           "Settings", "SettingsError", "is_lb_name", "is_shard_name"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 #: The role and database of the stack-managed PostgreSQL.
@@ -61,6 +62,8 @@ class Ports:
     #: The SSH gateway's relay, where another host's gateway hands over a
     #: session for a repository of this host's shard (hostd/ssh/relay.py).
     ssh_relay: int = 8104
+    #: The queue pool's ``/metrics`` and ``/healthz`` (hostd/work/pool.py).
+    queue: int = 8106
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,8 @@ class Settings:
     #: ``ip:port``, the pool's TCP port): ``(pool, ip, port)``. A pool not
     #: named here is this host's own, reached over its unix socket.
     pool_servers: tuple[tuple[str, str, int], ...] = ()
+    #: The queue workers: webhooks, maintenance (hostd/settings/background.py).
+    background: Background = Background()
 
     def pool_server(self, pool: str) -> tuple[str, int] | None:
         """Where the home backend ``pool`` sends requests when the pool runs on another host."""
@@ -252,6 +257,7 @@ class Settings:
             peers=peers,
             roles=roles(env),
             pool_servers=pool_servers(env),
+            background=Background.from_env(env),
         )
 
 

@@ -31,14 +31,14 @@ def is_shard_name(text: str) -> bool:
 #: What a host runs (``HOSTD_ROLES``; default: all of them, one host): the
 #: programs of deploy/supervisord.conf each role starts. ``balancer``: HAProxy
 #: and the route follower; ``storage``: the git and hg pools beside the
-#: repository directory of one shard; ``web``: the web pool; ``cache``: a
+#: repository directory of one shard, and the queue workers of its jobs; ``web``: the web pool; ``cache``: a
 #: memcached node; ``database``: the stack's own PostgreSQL (only without
 #: ``HOSTD_DATABASE_URL``).
 ROLES = ("balancer", "storage", "web", "cache", "database")
 #: The programs of each role, as deploy/supervisord.conf names them.
 ROLE_PROGRAMS = {
     "balancer": ("haproxy", "routes", "sshd", "sshgate"),
-    "storage": ("git", "hg", "sshgate"),
+    "storage": ("git", "hg", "sshgate", "queue"),
     "web": ("web",),
     "cache": ("memcached",),
     "database": ("postgres",),

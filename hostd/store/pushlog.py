@@ -6,18 +6,25 @@ read by ``hostd log``. The refs have already moved when the entry is
 written, so an entry PostgreSQL cannot take at that moment is kept in a
 :class:`~hostd.store.spool.Spool` and written by the next push that
 reaches the database: no accepted push goes unlogged.
+
+With a ``queue`` (hostd/store/queue.py), each push's entries and its event
+(a job of ``PUSH_TASK`` for the queue workers: webhooks, maintenance) are
+written in one transaction, the kept ones too: no push loses its event, and
+no event exists without its push.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from hostd.names import RepoName
 from hostd.store.database import Connection, Database, DatabaseUnavailable
+from hostd.store.queue import PUSH_TASK, defer
 from hostd.store.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -49,9 +56,11 @@ def _insert(conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
 class PushLog:
     """Append-only push records in the account database."""
 
-    def __init__(self, db: Database, spool: Spool | None = None) -> None:
+    def __init__(self, db: Database, spool: Spool | None = None, *, queue: str | None = None) -> None:
         self.db = db
         self.spool = spool
+        #: The queue each push's event goes to (that of the repositories' shard); None: no events.
+        self.queue = queue
 
     def record(self, repo: RepoName, username: str, updates: list[tuple[str, str, str]]) -> None:
         """Record ``(ref, old, new)`` updates of one push, in one transaction.
@@ -89,15 +98,20 @@ class PushLog:
         return written
 
     def _write(self, rows: Sequence[Sequence[Any]]) -> None:
+        """The rows of one push (kept ones keep their time), with its event if there is a queue."""
         chunks = [rows[start:start + CHUNK] for start in range(0, len(rows), CHUNK)]
-        if len(chunks) == 1:
+        if len(chunks) == 1 and self.queue is None:
             # One statement, atomic on its own: a push costs one round trip.
             with self.db.connection() as conn:
                 _insert(conn, chunks[0])
             return
-        with self.db.transaction() as conn:  # a mirror push of thousands of refs
+        with self.db.transaction() as conn:  # the event, or a mirror push of thousands of refs
             for chunk in chunks:
                 _insert(conn, chunk)
+            if self.queue is not None:
+                owner, name, username, at = rows[0][:4]
+                defer(conn, PUSH_TASK, self.queue, event=str(uuid.uuid4()), repo=f"{owner}/{name}",
+                      pusher=username, at=at, updates=[list(row[4:7]) for row in rows])
 
     def entries(self, repo: RepoName, limit: int = 100) -> list[PushEntry]:
         """The newest ``limit`` entries for a repository, newest first."""

@@ -10,7 +10,8 @@ import importlib
 import sys
 
 #: Modules whose ``main([])`` is run, in this order.
-BENCHMARKS: tuple[str, ...] = ("tests.bench.singlemalt_bench", "tests.bench.vcs_bench", "tests.bench.ssh_bench")
+BENCHMARKS: tuple[str, ...] = ("tests.bench.singlemalt_bench", "tests.bench.vcs_bench", "tests.bench.ssh_bench",
+                              "tests.bench.hooks_bench")
 
 
 def main() -> int:

@@ -21,10 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hostd.ops.haproxy import StackError
+from tests.bench.common import BenchError
 
 #: A timed operation is disturbed when others took more than this share of one core during it...
 SHARE = 0.10
@@ -178,3 +184,26 @@ class Monitor:
         """The spans timed since the last call."""
         spans, self.spans = self.spans, []
         return spans
+
+
+def run_in_cgroup(name: str, output: Path | None,
+                  measure: Callable[[Monitor, contextlib.ExitStack], tuple[str, Sequence[str]]]) -> int:
+    """A benchmark's ``main`` once its arguments are read: ``measure`` runs in a cgroup of its own, timing with a
+    :class:`Monitor` and leaving what it started to ``cleanup``, and gives its report and its failures; once all
+    has stopped, the report is printed (and written to ``output``).  Exit status 1 when something could not run
+    or failed, else 0.
+    """
+    with contextlib.ExitStack() as cleanup:
+        cgroup = OwnCgroup.enter()  # before anything starts, so that all of it is accounted there
+        if cgroup is not None:
+            cleanup.callback(cgroup.leave)  # last, once every server has stopped
+        try:
+            text, failures = measure(Monitor(cgroup), cleanup)
+        except (BenchError, StackError, OSError, subprocess.CalledProcessError, AssertionError) as error:
+            traceback.print_exc(file=sys.stderr)
+            print(f"{name}: could not run: {error}", file=sys.stderr)
+            return 1
+    print(text)
+    if output is not None:
+        output.write_text(text)
+    return 1 if failures else 0

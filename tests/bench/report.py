@@ -11,10 +11,12 @@ issue 7, whether the measured ratios meet it.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from tests.bench.common import markdown_table
+from tests.bench.interference import Span
 
 #: The sides, in the order their columns appear.
 OURS_TLS = "ours-tls"
@@ -233,3 +235,35 @@ def round_order(sides: Sequence[str], number: int) -> list[str]:
     last in a round does (a cold page cache, a neighbour's burst).
     """
     return list(sides) if number % 2 == 0 else list(reversed(sides))
+
+
+def abba_rounds(results: Results, take: Callable[[], Sequence[Span]], scenario: str, sides: Sequence[str],
+                runs: int, budget: float) -> Iterator[tuple[int, str]]:
+    """(round, side): ``runs`` rounds of ``sides`` in ABBA order (:func:`round_order`), each a new round of ``results``.
+
+    ``take`` gives the timed spans since its last call; it is called before
+    and after every round.  A round in which others took a noticeable share
+    of a core from an operation (:mod:`tests.bench.interference`) is dropped,
+    samples and all, and taken again, ``runs`` times at most, so a machine
+    that is never quiet still ends; past ``budget`` seconds (dropped rounds
+    included), no new round starts.  Remarks say what happened.
+    """
+    started, kept, number, dropped = time.monotonic(), 0, 0, 0
+    while kept < runs:
+        if kept and time.monotonic() - started > budget:
+            results.remarks.append(f"{scenario}: stopped after {kept} of {runs} rounds "
+                                   f"({time.monotonic() - started:.0f} s, budget {budget:.0f} s)")
+            break
+        mark = results.mark()
+        results.new_round()
+        take()
+        for key in round_order(sides, number):
+            yield number, key
+        number += 1
+        if any(span.disturbed for span in take()) and dropped < runs:
+            results.rollback(mark)
+            dropped += 1
+            continue
+        kept += 1
+    if dropped:
+        results.remarks.append(f"{scenario}: {dropped} disturbed round(s) taken again")

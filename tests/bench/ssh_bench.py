@@ -34,14 +34,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from hostd.ops.haproxy import StackError
 from hostd.settings import PROJECT_ROOT
 from tests.bench import ssh_scenarios as sc
 from tests.bench.clientops import Runner
 from tests.bench.common import BenchError, machine, markdown_table, traversable
 from tests.bench.fastimport import build_git
 from tests.bench.history import FLASK
-from tests.bench.interference import Monitor, OwnCgroup
+from tests.bench.interference import Monitor, run_in_cgroup
 from tests.bench.repogen import describe_git, ensure_built
 from tests.bench.report import Metric, Results, format_ratio, format_value
 from tests.bench.sides import OWNER, PASSWORD, OursHost
@@ -277,27 +276,18 @@ def medium_input(root: Path) -> Path:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     command = " ".join(["python -m tests.bench.ssh_bench", *args.argv])
-    with contextlib.ExitStack() as cleanup:
-        cgroup = OwnCgroup.enter()  # before anything starts, so that all of it is accounted there
-        if cgroup is not None:
-            cleanup.callback(cgroup.leave)  # last, once every server has stopped
-        try:
-            source = medium_input(args.inputs)
-            if WORK.exists():
-                shutil.rmtree(WORK)
-            WORK.mkdir(parents=True)
-            if not args.keep:
-                cleanup.callback(shutil.rmtree, WORK, True)
-            bench = run(args.plan, WORK, source, Monitor(cgroup), cleanup)
-            text = render(bench, describe(bench, command, args.quick))
-        except (BenchError, StackError, OSError, subprocess.CalledProcessError, AssertionError) as error:
-            traceback.print_exc(file=sys.stderr)
-            print(f"ssh_bench: could not run: {error}", file=sys.stderr)
-            return 1
-    print(text)
-    if args.output is not None:
-        args.output.write_text(text)
-    return 1 if bench.results.failures else 0
+
+    def measure(monitor: Monitor, cleanup: contextlib.ExitStack) -> tuple[str, list[str]]:
+        source = medium_input(args.inputs)
+        if WORK.exists():
+            shutil.rmtree(WORK)
+        WORK.mkdir(parents=True)
+        if not args.keep:
+            cleanup.callback(shutil.rmtree, WORK, True)
+        bench = run(args.plan, WORK, source, monitor, cleanup)
+        return render(bench, describe(bench, command, args.quick)), bench.results.failures
+
+    return run_in_cgroup("ssh_bench", args.output, measure)
 
 
 if __name__ == "__main__":

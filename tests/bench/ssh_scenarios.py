@@ -26,7 +26,7 @@ from hostd.store.keys import parse_public_key
 from tests.bench.clientops import AUTHOR, DATE, Runner
 from tests.bench.common import BenchError
 from tests.bench.interference import Monitor, Span
-from tests.bench.report import Metric, Results, round_order
+from tests.bench.report import Metric, Results, abba_rounds
 from tests.bench.sides import OWNER
 from tests.e2e.sshclient import Key
 from tests.e2e.stackfixture import Stack
@@ -134,34 +134,12 @@ class Bench:
         return spans
 
     def rounds(self, scenario: str, sides: Sequence[str], runs: int) -> Iterator[tuple[int, Side]]:
-        """(round, side): ``runs`` rounds of ``sides`` in ABBA order, as :meth:`tests.bench.harness.Bench.rounds`.
-
-        A round in which others took a noticeable share of a core from an
-        operation (:mod:`tests.bench.interference`) is dropped and taken
-        again, ``runs`` times at most, so a machine that is never quiet
-        still ends; past the plan's budget (dropped rounds included), no
-        new round starts.  Remarks say what happened.
+        """(round, side): ``runs`` rounds of ``sides`` in ABBA order, a disturbed one taken again, within the plan's
+        budget (:func:`tests.bench.report.abba_rounds`); every operation counted in ``done``, a dropped round's too.
         """
-        started, kept, number, dropped = time.monotonic(), 0, 0, 0
-        while kept < runs:
-            if kept and time.monotonic() - started > self.plan.budget:
-                self.results.remarks.append(f"{scenario}: stopped after {kept} of {runs} rounds "
-                                            f"({time.monotonic() - started:.0f} s, budget {self.plan.budget:.0f} s)")
-                break
-            mark = self.results.mark()
-            self.results.new_round()
-            self.take()
-            for key in round_order(sides, number):
-                self.done[key] = self.done.get(key, 0) + 1
-                yield number, self.sides[key]
-            number += 1
-            if any(span.disturbed for span in self.take()) and dropped < runs:
-                self.results.rollback(mark)
-                dropped += 1
-                continue
-            kept += 1
-        if dropped:
-            self.results.remarks.append(f"{scenario}: {dropped} disturbed round(s) taken again")
+        for number, key in abba_rounds(self.results, self.take, scenario, sides, runs, self.plan.budget):
+            self.done[key] = self.done.get(key, 0) + 1
+            yield number, self.sides[key]
 
     @contextlib.contextmanager
     def server_cpu(self, metric: Metric, sides: Sequence[str]) -> Iterator[None]:

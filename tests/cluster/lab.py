@@ -465,7 +465,8 @@ class Lab:
         if role == "cache":
             return f"memcached :{MEMCACHED_PORT}"
         if role == "storage":
-            return f"shard {host.name}: git pool :{PORTS.git}, hg pool :{PORTS.hg}, SSH relay :{PORTS.ssh_relay}"
+            return (f"shard {host.name}: git pool :{PORTS.git}, hg pool :{PORTS.hg}, SSH relay :{PORTS.ssh_relay},"
+                    f" queue pool :{PORTS.queue}")
         if role == "web":
             return f"web pool :{PORTS.web}"
         return (f"HAProxy https :{PORTS.https}, http :{PORTS.http}, stats :{PORTS.stats}, peers :{PEERS_PORT};"

@@ -26,7 +26,7 @@ from tests.polling import wait_until
 from tests.ports import free_ports
 
 VENV_BIN = Path(sys.executable).parent
-PORT_NAMES = ("HTTPS", "HTTP", "STATS", "PEERS", "GIT", "HG", "WEB", "MEMCACHED", "SSH", "SSH_RELAY")
+PORT_NAMES = ("HTTPS", "HTTP", "STATS", "PEERS", "GIT", "HG", "WEB", "MEMCACHED", "SSH", "SSH_RELAY", "QUEUE")
 
 
 @dataclass
@@ -93,9 +93,9 @@ class Stack:
         return f"https://{auth}{host}/{path.lstrip('/')}"
 
     def hostd(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        # As an operator of this stack would run it: with its data directory
-        # and, when it has one, its external database.
-        env = dict(os.environ)
+        # As an operator of this stack would run it: with its data directory,
+        # its queue and hook settings and, when it has one, its external database.
+        env = dict(os.environ, **self.settings.background.environ())
         if self.settings.database_url is not None:
             env["HOSTD_DATABASE_URL"] = self.settings.database_url
         result = subprocess.run(

@@ -1,7 +1,8 @@
 """``hostd reap`` against a real throwaway process tree.
 
-A tiny Python "master" that handles SIGTTIN like gunicorn's arbiter spawns
-two "workers" whose command lines carry the markers of a pool process; all
+A tiny Python "master" spawns two "workers" named as deploy/gunicorn.conf.py
+names gunicorn's (and, like them, handling the master's SIGTTIN), whose
+command lines carry the markers of a pool process; all
 three have this test's own ``HOSTD_DATA``, so no other process on the host
 (a running stack's workers included) can match. Killing the master orphans
 the workers; reap must then find exactly them, TERM them, and KILL the one
@@ -28,7 +29,9 @@ from tests import pg
 # argv of a worker: the code, then words that make the command line look like
 # one of a pool's ("gunicorn ... hostd.serve.wsgi:git_app()").
 WORKER = """
-import signal, sys, time
+import ctypes, signal, sys, time
+ctypes.CDLL("libc.so.6").prctl(15, b"hostd-worker")   # PR_SET_NAME, as deploy/gunicorn.conf.py's post_fork
+signal.signal(signal.SIGTTIN, lambda *_: None)          # gunicorn's workers keep the master's handler
 if sys.argv[1] == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 print("ready", flush=True)
@@ -38,8 +41,8 @@ for _ in range(600):
 
 MASTER = """
 import signal, subprocess, sys, time
-signal.signal(signal.SIGTTIN, lambda *_: None)   # what marks gunicorn's arbiter
-children = [subprocess.Popen([sys.executable, "-c", sys.argv[1], kind, "gunicorn", "hostd.serve.wsgi:git_app()"],
+signal.signal(signal.SIGTTIN, lambda *_: None)   # gunicorn's arbiter
+children = [subprocess.Popen([sys.executable, "-c", sys.argv[1], kind, "gunicorn", sys.argv[3]],
                              stdout=subprocess.PIPE, text=True) for kind in ("polite", "stubborn")]
 for child in children:
     assert child.stdout.readline() == "ready\\n"
@@ -51,10 +54,10 @@ time.sleep(60)
 class Tree:
     """The master and the PIDs of its two workers."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, app: str = "hostd.serve.wsgi:git_app()") -> None:
         env = dict(os.environ, HOSTD_DATA=str(data))
         self.master = subprocess.Popen(
-            [sys.executable, "-c", MASTER, WORKER, "gunicorn", "hostd.serve.wsgi:git_app()"],
+            [sys.executable, "-c", MASTER, WORKER, "gunicorn", app],
             env=env, stdout=subprocess.PIPE, text=True)
         assert self.master.stdout is not None
         polite, stubborn = self.master.stdout.readline().split()
@@ -102,6 +105,16 @@ def test_live_master_and_its_workers_are_left_alone(tree: Tree, tmp_path: Path) 
     assert all(p.pool == "git" for p in found)
     assert reap.orphans(found) == []
     assert reap.reap(tmp_path / "var", grace=0.5, kill=tree.kill) == []
+
+
+def test_the_queue_pools_processes_are_pool_processes_too(tmp_path: Path) -> None:
+    queue = Tree(tmp_path / "var", "hostd.work.pool:queue_app()")
+    try:
+        found = reap.scan(tmp_path / "var")
+        assert {(p.pid, p.pool, p.master) for p in found} == {
+            (queue.master.pid, "queue", True), (queue.polite, "queue", False), (queue.stubborn, "queue", False)}
+    finally:
+        queue.cleanup()
 
 
 def test_other_installations_are_not_ours(tree: Tree, tmp_path: Path) -> None:

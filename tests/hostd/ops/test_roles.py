@@ -26,9 +26,9 @@ def test_one_host_runs_everything(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("roles", "programs"), [
     ("balancer", {"haproxy", "routes", "sshd", "sshgate"}),
-    ("storage", {"git", "hg", "sshgate"}),
+    ("storage", {"git", "hg", "sshgate", "queue"}),
     ("web", {"web"}),
-    ("storage, web", {"git", "hg", "sshgate", "web"}),
+    ("storage, web", {"git", "hg", "sshgate", "queue", "web"}),
 ])
 def test_a_host_starts_the_programs_of_its_roles(tmp_path: Path, roles: str, programs: set[str]) -> None:
     settings = Settings.from_env({"HOSTD_DATA": str(tmp_path), "HOSTD_ROLES": roles, **REMOTE})

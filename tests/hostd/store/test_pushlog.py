@@ -11,6 +11,7 @@ from hostd.names import RepoName
 from hostd.store.accounts import Accounts
 from hostd.store.database import Database, DatabaseUnavailable
 from hostd.store.pushlog import CHUNK, PushLog
+from hostd.store.queue import PUSH_TASK
 from hostd.store.spool import Spool
 
 REPO = RepoName("alice", "notes")
@@ -75,3 +76,34 @@ def test_kept_entries_are_written_when_the_database_is_back_without_another_push
 def test_without_a_spool_an_unreachable_database_is_the_callers_to_handle(down: Database) -> None:
     with pytest.raises(DatabaseUnavailable):
         PushLog(down).record(REPO, "alice", [("refs/heads/main", "0" * 40, "1" * 40)])
+
+
+def _events(database: Database) -> list[dict[str, object]]:
+    with database.connection() as conn:
+        return [row["args"] for row in conn.execute(
+            "SELECT args FROM procrastinate_jobs WHERE task_name = %s AND queue_name = 'repos.s1' ORDER BY id",
+            (PUSH_TASK,)).fetchall()]
+
+
+def test_with_a_queue_each_push_is_one_event_in_the_same_transaction(database: Database) -> None:
+    log = PushLog(database, queue="repos.s1")
+    log.record(REPO, "alice", [("refs/heads/main", "0" * 40, "1" * 40), ("refs/tags/v1", "0" * 40, "2" * 40)])
+    (event,) = _events(database)
+    assert event["repo"] == "alice/notes" and event["pusher"] == "alice"
+    assert event["updates"] == [["refs/heads/main", "0" * 40, "1" * 40], ["refs/tags/v1", "0" * 40, "2" * 40]]
+    assert event["at"] == log.entries(REPO)[0].at
+
+
+def test_a_push_whose_entries_fail_leaves_no_event(database: Database) -> None:
+    log = PushLog(database, queue="repos.s1")
+    with pytest.raises(psycopg.DataError):
+        log.record(REPO, "alice", [("refs/tags/bad\0", "0" * 40, "1" * 40)])
+    assert log.entries(REPO) == [] and _events(database) == []
+
+
+def test_a_kept_push_gets_its_event_when_written(database: Database, down: Database, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    PushLog(down, spool, queue="repos.s1").record(REPO, "alice", [("refs/heads/main", "0" * 40, "1" * 40)])
+    assert _events(database) == []
+    assert PushLog(database, spool, queue="repos.s1").drain() == 1
+    assert [event["pusher"] for event in _events(database)] == ["alice"]

@@ -1,0 +1,1 @@
+"""Background work: the durable queue's worker pool, webhook deliveries, maintenance after pushes."""
