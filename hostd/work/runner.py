@@ -171,8 +171,12 @@ class JobRunner:
             try:
                 await self._rescue_stalled()
                 await asyncio.to_thread(self._warn_if_late)
-            except (ProcrastinateException, DatabaseUnavailable, OSError) as error:
-                log.debug("housekeeping skipped: %s", error)
+            except (ProcrastinateException, DatabaseUnavailable) as error:
+                log.debug("housekeeping skipped: %s", error)  # the database away: the next beat tries again
+            except Exception:
+                # Anything else is a bug, said once per beat, but never the
+                # end of the housekeeping: stalled jobs must keep being rescued.
+                log.exception("housekeeping failed")
 
     async def _rescue_stalled(self) -> None:
         if self._problem is not None:

@@ -31,7 +31,7 @@ def test_every_host_has_its_own_address_and_namespace(lab: Lab) -> None:
 def test_each_stack_host_runs_its_role_only(lab: Lab, host: str) -> None:
     settings = Settings.from_env(lab.environment(host))
     programs = {program for program in stack.PROGRAMS if settings.runs(program)}
-    expected = {"storage": {"git", "hg", "sshgate"}, "web": {"web"},
+    expected = {"storage": {"git", "hg", "sshgate", "queue"}, "web": {"web"},
                 "balancer": {"haproxy", "routes", "sshd", "sshgate"}}[BY_NAME[host].roles[0]]
     assert programs == expected
     assert settings.bind == lab.address(host) and settings.database_url is not None
