@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from hostd.cli.args import SubParsers, add_command, add_group, positive_int, repo_name
 from hostd.cli.errors import CommandError
 from hostd.cli.installation import open_installation
-from hostd.store.hooks import EVENTS, Delivery, Hook, HookError, Hooks
+from hostd.store.hooks import EVENTS, Delivery, Hook, HookError, Hooks, hook_lock
 from hostd.store.queue import DELIVER_TASK, HOOKS_QUEUE, defer, live_workers, queue_stats
 from hostd.work.outbound import HookURLError, parse_url, resolve
 
@@ -116,7 +116,7 @@ def cmd_hook_redeliver(args: argparse.Namespace) -> None:
         raise CommandError(f"hook {delivery.hook_id} is disabled: hostd hook enable {delivery.hook_id} first")
     with installation.database.transaction() as conn:
         Hooks.reopen(conn, delivery)
-        defer(conn, DELIVER_TASK, HOOKS_QUEUE, delivery=delivery.delivery_id)
+        defer(conn, DELIVER_TASK, HOOKS_QUEUE, lock=hook_lock(hook.hook_id), delivery=delivery.delivery_id)
     print(f"delivery {delivery.delivery_id} queued again for hook {hook.hook_id} ({hook.url})")
 
 

@@ -87,6 +87,16 @@ def delivery_id(event_id: str, hook_id: int) -> str:
     return str(uuid.uuid5(_DELIVERY_NS, f"{event_id}/{hook_id}"))
 
 
+def hook_lock(hook_id: int) -> str:
+    """The lock of a hook's deliveries: one at a time, oldest first.
+
+    A receiver that takes its whole timeout, or one that is down and backing
+    off, holds up its own deliveries only, never another hook's; and a
+    receiver gets a repository's pushes in the order they were made.
+    """
+    return f"hook:{hook_id}"
+
+
 _HOOK = "id, repo_owner, repo_name, url, events, active, failures, disabled_reason, created, secret"
 _DELIVERY = "id, hook_id, event, created, state, attempts, body"
 

@@ -14,7 +14,8 @@ connection pool of its own and gives the jobs a :class:`Worksite`::
   delivery's id is derived from the event and the hook.
 - ``hostd.deliver``: one POST; a failure is retried later with exponential
   backoff and jitter (:mod:`hostd.work.backoff`), the same body under the
-  same ``X-Hostd-Delivery`` id.
+  same ``X-Hostd-Delivery`` id. A hook's deliveries run one at a time, in
+  order (:func:`hostd.store.hooks.hook_lock`).
 - ``hostd.maintain``: ``hostd maintain`` for one repository, one at a time
   per repository (procrastinate's ``lock``), at most one waiting
   (``queueing_lock``).
@@ -39,7 +40,7 @@ from hostd.ops.maintain import Report, maintain_git, maintain_hg
 from hostd.settings import Settings
 from hostd.store.accounts import Accounts
 from hostd.store.database import Connection, Database
-from hostd.store.hooks import Delivery, Hook, Hooks
+from hostd.store.hooks import Delivery, Hook, Hooks, hook_lock
 from hostd.store.queue import DELIVER_TASK, HOOKS_QUEUE, MAINTAIN_TASK, PUSH_TASK, defer, repo_queue
 from hostd.store.storage import Storage
 from hostd.work import outbound
@@ -108,7 +109,7 @@ def push(context: JobContext, *, event: str, repo: str, pusher: str, at: float,
         for hook in hooks:
             delivery = Hooks.create_delivery(conn, event, hook, "push", body)
             if delivery is not None:
-                defer(conn, DELIVER_TASK, HOOKS_QUEUE, delivery=delivery)
+                defer(conn, DELIVER_TASK, HOOKS_QUEUE, lock=hook_lock(hook.hook_id), delivery=delivery)
                 made.append(delivery)
         _count_push(site, conn, ref, vcs, directory)
     if hooks:

@@ -238,8 +238,12 @@ def check(bench: Bench, label: str | None = None, since: int = 0) -> None:
     hooked = [side for side in bench.sides.values() if side.receiver is not None and pushes_to(bench, side, since)]
     waits = [arrived(side.receiver, {p.commit for p in pushes_to(bench, side, since)})
              for side in hooked if side.receiver is not None]
-    try:  # the slow receiver's deliveries take 10 s each, a few at a time: they may still be coming
-        drained = wait_until("every push delivered", lambda: all(wait() for wait in waits), bench.plan.drain)
+    # A hook's deliveries go one at a time (hostd.store.hooks.hook_lock): the slow receiver's, 10 s each, may
+    # still be coming long after the last push.
+    serial = max((len(pushes_to(bench, side, since)) for side in hooked if side.key == SLOW), default=0)
+    try:
+        drained = wait_until("every push delivered", lambda: all(wait() for wait in waits),
+                             max(bench.plan.drain, serial * SLOW_SECONDS + 60))
         bench.drained = drained if label is None else bench.drained
         time.sleep(1.0)  # room for a late repeat to show
     except AssertionError as error:

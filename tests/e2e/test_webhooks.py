@@ -237,13 +237,13 @@ def test_a_repository_is_maintained_in_the_background_after_enough_pushes(stack:
 
 def test_a_late_queue_shows_on_metrics_status_and_in_the_log(
         stack: Stack, receiver: Receiver, tmp_path: Path) -> None:
+    """A hook's deliveries go one at a time: while its receiver holds the first, the next two wait."""
     repo = Repo(stack, "late", "git", tmp_path / "work")
     repo.hook(receiver.url)
     receiver.hold.set()
-    concurrency = stack.settings.background.workers * stack.settings.background.concurrency
-    for _ in range(concurrency + 2):
+    for _ in range(3):
         repo.push()
-    wait_until("every worker busy", lambda: receiver.arrivals == concurrency, timeout=30)
+    wait_until("the first delivery held", lambda: receiver.arrivals == 1, timeout=30)
     metrics = f"http://{stack.settings.bind}:{stack.settings.ports.queue}/metrics"
 
     def waiting() -> int:
@@ -255,7 +255,10 @@ def test_a_late_queue_shows_on_metrics_status_and_in_the_log(
     wait_until("the late queue logged", lambda: "queue hooks is late: 2 jobs waiting" in (
         stack.settings.log_dir / "queue.log").read_text(), timeout=30)
     assert "warning: queue hooks is late" in stack.hostd("queue", "status").stdout
+    assert receiver.arrivals == 1
     receiver.hold.clear()
     receiver.released.set()
-    receiver.wait_for(concurrency + 2)
+    receiver.wait_for(3)
+    assert [call.payload["commits"][0]["message"] for call in receiver.answered()] == [
+        "commit 1", "commit 2", "commit 3"], "in the order of the pushes"
     wait_until("the queue drained", lambda: waiting() == 0, timeout=30)
