@@ -11,6 +11,7 @@ import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Final
 
 from hostd.settings.errors import SettingsError
 
@@ -57,41 +58,43 @@ class Background:
 
     def environ(self) -> dict[str, str]:
         """The variables that give these settings back (what the stack exports to the queue pool)."""
-        return {
-            "HOSTD_QUEUE_WORKERS": str(self.workers), "HOSTD_QUEUE_CONCURRENCY": str(self.concurrency),
-            "HOSTD_QUEUE_HEARTBEAT": f"{self.heartbeat:g}", "HOSTD_QUEUE_STALLED_AFTER": f"{self.stalled_after:g}",
-            "HOSTD_QUEUE_WARN_AGE": f"{self.warn_age:g}",
-            "HOSTD_HOOK_ALLOW_NETS": ",".join(str(net) for net in self.hook_allow_nets),
-            "HOSTD_HOOK_TIMEOUT": f"{self.hook_timeout:g}", "HOSTD_HOOK_RETRY_BASE": f"{self.hook_retry_base:g}",
-            "HOSTD_HOOK_RETRY_MAX": f"{self.hook_retry_max:g}", "HOSTD_HOOK_ATTEMPTS": str(self.hook_attempts),
-            "HOSTD_HOOK_DISABLE_AFTER": str(self.hook_disable_after),
-            "HOSTD_MAINTAIN_PUSHES": str(self.maintain_pushes),
-            "HOSTD_MAINTAIN_LOOSE_OBJECTS": str(self.maintain_loose_objects),
-        }
+        return {variable: _text(getattr(self, name)) for name, variable in VARIABLES.items()}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Background:
-        d = cls()  # the defaults
-        heartbeat = _seconds(env, "HOSTD_QUEUE_HEARTBEAT", d.heartbeat)
-        stalled_after = _seconds(env, "HOSTD_QUEUE_STALLED_AFTER", d.stalled_after)
-        if stalled_after < 3 * heartbeat:
-            raise SettingsError(f"HOSTD_QUEUE_STALLED_AFTER={stalled_after:g} must be at least three heartbeats"
-                                f" ({3 * heartbeat:g} s): a busy worker must not be taken for dead")
-        return cls(
-            workers=_count(env, "HOSTD_QUEUE_WORKERS", d.workers),
-            concurrency=_count(env, "HOSTD_QUEUE_CONCURRENCY", d.concurrency),
-            heartbeat=heartbeat,
-            stalled_after=stalled_after,
-            warn_age=_seconds(env, "HOSTD_QUEUE_WARN_AGE", d.warn_age),
-            hook_allow_nets=_networks(env, "HOSTD_HOOK_ALLOW_NETS"),
-            hook_timeout=_seconds(env, "HOSTD_HOOK_TIMEOUT", d.hook_timeout),
-            hook_retry_base=_seconds(env, "HOSTD_HOOK_RETRY_BASE", d.hook_retry_base),
-            hook_retry_max=_seconds(env, "HOSTD_HOOK_RETRY_MAX", d.hook_retry_max),
-            hook_attempts=_count(env, "HOSTD_HOOK_ATTEMPTS", d.hook_attempts),
-            hook_disable_after=_count(env, "HOSTD_HOOK_DISABLE_AFTER", d.hook_disable_after),
-            maintain_pushes=_count(env, "HOSTD_MAINTAIN_PUSHES", d.maintain_pushes),
-            maintain_loose_objects=_count(env, "HOSTD_MAINTAIN_LOOSE_OBJECTS", d.maintain_loose_objects),
-        )
+        defaults = cls()
+        made = cls(**{name: _parse(env, variable, getattr(defaults, name)) for name, variable in VARIABLES.items()})
+        if made.stalled_after < 3 * made.heartbeat:
+            raise SettingsError(f"HOSTD_QUEUE_STALLED_AFTER={made.stalled_after:g} must be at least three heartbeats"
+                                f" ({3 * made.heartbeat:g} s): a busy worker must not be taken for dead")
+        return made
+
+
+#: The variable of each setting; its default's type says how it is read:
+#: a whole number, seconds, or networks.
+VARIABLES: Final = {
+    "workers": "HOSTD_QUEUE_WORKERS", "concurrency": "HOSTD_QUEUE_CONCURRENCY",
+    "heartbeat": "HOSTD_QUEUE_HEARTBEAT", "stalled_after": "HOSTD_QUEUE_STALLED_AFTER",
+    "warn_age": "HOSTD_QUEUE_WARN_AGE", "hook_allow_nets": "HOSTD_HOOK_ALLOW_NETS",
+    "hook_timeout": "HOSTD_HOOK_TIMEOUT", "hook_retry_base": "HOSTD_HOOK_RETRY_BASE",
+    "hook_retry_max": "HOSTD_HOOK_RETRY_MAX", "hook_attempts": "HOSTD_HOOK_ATTEMPTS",
+    "hook_disable_after": "HOSTD_HOOK_DISABLE_AFTER", "maintain_pushes": "HOSTD_MAINTAIN_PUSHES",
+    "maintain_loose_objects": "HOSTD_MAINTAIN_LOOSE_OBJECTS",
+}
+
+
+def _parse(env: Mapping[str, str], name: str, default: Any) -> Any:
+    if isinstance(default, tuple):
+        return _networks(env, name)
+    if isinstance(default, float):
+        return _seconds(env, name, default)
+    return _count(env, name, default)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(net) for net in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:

@@ -30,8 +30,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
+from webob import Response, exc
 
 from hostd import logsetup
+from hostd.responses import text_error
 from hostd.settings import Settings
 from hostd.store.database import Database, DatabaseUnavailable
 from hostd.store.queue import QueueStats, queue_stats
@@ -71,29 +73,26 @@ class QueueApp:
         self.runner = JobRunner(settings, self.db)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        answer = self._answer(environ)
+        answer.cache_control = "no-store"
+        return answer(environ, start_response)  # type: ignore[no-any-return]
+
+    def _answer(self, environ: dict[str, Any]) -> Response:
         path = environ.get("PATH_INFO", "")
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            return _reply(start_response, "405 Method Not Allowed", "GET or HEAD only\n")
+            return text_error(exc.HTTPMethodNotAllowed, "GET or HEAD only")
         if path in ("/healthz", "/readyz"):  # the same here: this worker's job runner is running
             problem = self.runner.problem()
-            return _reply(start_response, "200 OK" if problem is None else "503 Service Unavailable",
-                          (problem or "ok") + "\n")
+            return text_error(exc.HTTPOk, "ok") if problem is None else text_error(
+                exc.HTTPServiceUnavailable, problem)
         if path == "/metrics":
             try:
                 stats = queue_stats(self.db)
             except DatabaseUnavailable as error:
-                return _reply(start_response, "503 Service Unavailable", f"queue state unknown: {error}\n")
-            return _reply(start_response, "200 OK", metrics_text(stats, self.runner.queues),
-                          "text/plain; version=0.0.4; charset=utf-8")
-        return _reply(start_response, "404 Not Found", "not found: /metrics, /healthz and /readyz are served here\n")
-
-
-def _reply(start_response: StartResponse, status: str, text: str,
-           content_type: str = "text/plain; charset=utf-8") -> list[bytes]:
-    body = text.encode()
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                            ("Cache-Control", "no-store")])
-    return [body]
+                return text_error(exc.HTTPServiceUnavailable, f"queue state unknown: {error}")
+            return Response(body=metrics_text(stats, self.runner.queues).encode(),
+                            headerlist=[("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
+        return text_error(exc.HTTPNotFound, "not found: /metrics, /healthz and /readyz are served here")
 
 
 def queue_app(settings: Settings | None = None) -> QueueApp:

@@ -160,9 +160,8 @@ def maintain(context: JobContext, *, repo: str) -> None:
 
 
 def headers(delivery: Delivery, hook: Hook) -> dict[str, str]:
-    """The headers of every attempt of ``delivery``."""
-    sent = {"X-Hostd-Event": delivery.event, "X-Hostd-Delivery": delivery.delivery_id,
-            "Content-Type": "application/json"}
+    """The headers of every attempt of ``delivery`` (outbound.post adds Content-Type: application/json)."""
+    sent = {"X-Hostd-Event": delivery.event, "X-Hostd-Delivery": delivery.delivery_id}
     if hook.secret:
         sent["X-Hostd-Signature-256"] = outbound.sign(hook.secret.encode(), delivery.body)
     return sent
@@ -184,10 +183,10 @@ def deliver(context: JobContext, *, delivery: str) -> None:
     background = site.settings.background
     response = outbound.post(hook.url, found.body, headers(found, hook), allow=background.hook_allow_nets,
                              timeout=background.hook_timeout)
-    final = found.attempts + 1 >= background.hook_attempts  # this attempt is the last one allowed
+    attempt = found.attempts + 1
+    final = attempt >= background.hook_attempts  # this attempt is the last one allowed
     now = site.hooks.record(found, duration=response.duration, status=response.status, error=response.error,
                             final=final, disable_after=background.hook_disable_after)
-    attempt = found.attempts + 1
     if response.ok:
         log.info("delivery %s to hook %d: %d in %.0f ms (attempt %d)", delivery, hook.hook_id, response.status or 0,
                  response.duration * 1000, attempt)

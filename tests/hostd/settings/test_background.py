@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import fields
 
 import pytest
 
 from hostd.settings import Background, Settings, SettingsError
+from hostd.settings.background import VARIABLES
 
 
 def test_defaults_deliver_with_ten_second_timeouts_and_back_off_up_to_a_day() -> None:
     background = Settings.from_env({}).background
     assert background == Background()
     assert (background.hook_timeout, background.hook_retry_max, background.hook_allow_nets) == (10.0, 86400.0, ())
+
+
+def test_every_setting_has_its_variable() -> None:
+    assert set(VARIABLES) == {field.name for field in fields(Background)}
 
 
 def test_the_exported_environment_gives_the_same_settings_back() -> None:
