@@ -7,12 +7,16 @@ PY         := $(VENV)/bin/python
 OS_TOOLS   := haproxy memcached git ss pg_ctlcluster sshd ssh cc
 OS_PKGS    := haproxy memcached git iproute2 postgresql openssh-server openssh-client gcc libc6-dev libnss-wrapper
 STAMP      := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 export HOSTD_DATA ?= $(CURDIR)/var
 
 BENCH_TOOLS := nginx fcgiwrap wrk
 BENCH_PKGS  := nginx fcgiwrap wrk
+# The browser tests (tests/web) drive Debian's chromium through its chromedriver.
+BROWSER_TOOLS := chromium chromedriver
+BROWSER_PKGS  := chromium chromium-driver fonts-dejavu-core
 
-.PHONY: install os-deps bench-deps run up down test test-external-db check-routes bench lint clean reload chaos soak attack cluster cluster-down cluster-check cluster-measure
+.PHONY: install test-deps os-deps bench-deps browser-deps run up down test test-external-db check-routes bench lint clean reload chaos soak attack cluster cluster-down cluster-check cluster-measure
 MINUTES    ?= 5
 
 install: os-deps $(STAMP)
@@ -44,9 +48,22 @@ os-deps:
 bench-deps:
 	$(call ensure-packages,$(BENCH_TOOLS),$(BENCH_PKGS),nginx fcgiwrap.socket fcgiwrap)
 
+# Only the whole suite needs a browser (tests/web), never the runtime.
+browser-deps:
+	$(call ensure-packages,$(BROWSER_TOOLS),$(BROWSER_PKGS),)
+
+# The runtime (`make run`, `make up`) installs hostd and what it runs with,
+# no more; the targets that test, lint or measure add the test extra
+# (pyproject.toml) on top, once, with a stamp of their own.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+test-deps: install $(TEST_STAMP)
+
+$(TEST_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
@@ -64,50 +81,50 @@ reload: install
 
 # The whole suite, as two pytest sessions side by side (tests/split.py): the
 # stack tests, and everything else with singlemalt's coverage required.
-test: install lint
+test: test-deps browser-deps lint
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_SOAK_SECONDS=10 $(PY) -m tests.split --coverage -q
 
 # The whole suite again, with every database (the stacks' too) on a
 # PostgreSQL given by HOSTD_DATABASE_URL, as an operator's would be: CI runs
 # this after `make test`.
-test-external-db: install
+test-external-db: test-deps browser-deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_SOAK_SECONDS=10 $(PY) -m tests.external_db -- $(PY) -m tests.split -q
 
-chaos: install
+chaos: test-deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_CHAOS_ALL=1 $(PY) -m pytest -q -s tests/chaos/test_faults.py tests/chaos/test_database_outage.py tests/chaos/test_memcached_cluster.py
 
-soak: install
+soak: test-deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" HOSTD_SOAK_SECONDS=$$(( $(MINUTES) * 60 )) $(PY) -m pytest -q -s tests/chaos/test_soak.py
 
 # Hostile load against a real stack while 16 clients clone, fetch and push;
 # HOSTD_ATTACK_SECONDS per phase (default 60). Exits 0 only if the targets are met.
-attack: install
+attack: test-deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m tests.chaos.attack
 
 # The multi-host lab (tests/cluster/lab.py): two load balancers, three shard
 # hosts, a web host, PostgreSQL and three memcached nodes, each in its own
 # network namespace (root only). cluster-check builds it when it is not up,
 # runs every check of tests/cluster/check.py, and removes what it built.
-cluster: install
+cluster: test-deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m tests.cluster up
 
 cluster-down:
 	@test -x $(PY) && PATH="$$PATH:/usr/sbin" $(PY) -m tests.cluster down || true
 
-cluster-check: install
+cluster-check: test-deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m tests.cluster check
 
 # What one request costs each host of the lab (the README's capacity model).
-cluster-measure: install
+cluster-measure: test-deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m tests.cluster measure
 
-check-routes: install
+check-routes: test-deps
 	PATH="$$PATH:/usr/sbin" $(PY) -m pytest -q tests/haproxy/test_routes.py
 
-bench: install bench-deps
+bench: test-deps bench-deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:/usr/sbin" $(PY) -m tests.bench
 
-lint: install
+lint: test-deps
 	$(VENV)/bin/ruff check singlemalt hostd tests
 	$(VENV)/bin/mypy singlemalt hostd tests/bench tests/cluster
 	$(VENV)/bin/lint-imports --no-cache

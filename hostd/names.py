@@ -31,7 +31,7 @@ _PORT = re.compile(r"[0-9]{1,5}\Z")
 # configuration: no ";" (the socket's command separator), no space, quote or
 # newline (a second argument, a second command, a second line).
 _SERVER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-RESERVED = frozenset({"healthz", "readyz", "static", "login", "logout", "api", "metrics", "stats"})
+RESERVED = frozenset({"healthz", "readyz", "static", "login", "logout", "settings", "api", "metrics", "stats"})
 
 
 @dataclass(frozen=True, slots=True)

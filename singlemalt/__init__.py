@@ -26,6 +26,7 @@ from singlemalt.middleware import SingleMalt
 from singlemalt.passwords import PasswordHasher, hash_password
 from singlemalt.proxy import Client, ProxyTrust
 from singlemalt.sealed import Opened, Sealer
+from singlemalt.signin import SignInFailure, SignInRefused, check_credentials
 from singlemalt.store import CredentialStore, HtpasswdStore, TokenRecord, UserRecord
 from singlemalt.target import Action, Classifier, Malformed, Target
 from singlemalt.throttle import Admission, LoginThrottle, canonical_name
@@ -59,6 +60,8 @@ __all__ = [
     "SafeMemcache",
     "Scope",
     "Sealer",
+    "SignInFailure",
+    "SignInRefused",
     "SingleMalt",
     "Target",
     "TokenRecord",
@@ -69,6 +72,7 @@ __all__ = [
     "Verdict",
     "Verifier",
     "canonical_name",
+    "check_credentials",
     "classify_git",
     "classify_hg",
     "hash_password",

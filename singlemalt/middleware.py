@@ -28,7 +28,6 @@ records the decision and its reason, never a secret.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from collections.abc import Iterable
@@ -38,14 +37,15 @@ from typing import TYPE_CHECKING, NoReturn
 import webob.exc
 
 from singlemalt import challenge
-from singlemalt.authorize import Allowed, Authorizer, Unavailable
+from singlemalt.authorize import Allowed, Authorizer
 from singlemalt.credentials import BasicCredentials, Credentials, parse_authorization
 from singlemalt.identity import REMOTE_USER, Identity, Scope
 from singlemalt.judge import Outcome, judge
 from singlemalt.proxy import NO_PROXIES, Client, ProxyTrust
+from singlemalt.signin import SignInFailure, check_credentials
 from singlemalt.target import Action, Classifier, Malformed, Target
 from singlemalt.throttle import LoginThrottle
-from singlemalt.verify import TooManyChecks, Verifier
+from singlemalt.verify import Verifier
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -188,39 +188,20 @@ class SingleMalt:
         self._refuse(request, verdict.outcome.value, verdict.reason, response)
 
     def _verify(self, request: _Request, credentials: Credentials) -> Identity:
-        """Check credentials (after the throttle); refuse with 429 or 401."""
-        address = request.client.address
-        permit = None
-        if self.throttle is not None:
-            admission = self.throttle.admit(address, request.user, credentials)
-            if admission.locked:
-                self._refuse(request, "throttled", "too many failed logins",
-                             challenge.too_many_requests(self.throttle.lockout), level=logging.WARNING)
-            if admission.budgeted:
-                # Credentials never seen to work from an address that keeps
-                # failing: a guess costs a slow check only while this
-                # worker's budget lasts.
-                permit = functools.partial(self.throttle.may_check, address)
-        try:
-            identity = self.verifier.verify(credentials, permit=permit)
-        except Unavailable as error:
+        """Check credentials behind the throttle (:func:`~singlemalt.signin.check_credentials`); 429, 503 or 401."""
+        result = check_credentials(self.verifier, credentials, address=request.client.address,
+                                   throttle=self.throttle)
+        if isinstance(result, Identity):
+            return result
+        if result.failure is SignInFailure.INVALID:
+            self._refuse(request, "challenge", result.reason, challenge.unauthorized(self.realm))
+        retry_after = result.retry_after or 1
+        if result.failure is SignInFailure.UNAVAILABLE:
             # Nothing was decided: not a failed login, and not a success.
-            self._unavailable(request, error)
-        except TooManyChecks:
-            reason = "too many sign-ins with new credentials from your address; retry in a few seconds"
-            self._refuse(request, "throttled", reason, challenge.too_many_requests(2, reason), level=logging.WARNING)
-        if identity is None:
-            if self.throttle is not None:
-                self.throttle.record_failure(address, request.user)
-            self._refuse(request, "challenge", "invalid credentials",
-                         challenge.unauthorized(self.realm))
-        if self.throttle is not None:
-            self.throttle.passed(address, credentials)
-        return identity
-
-    def _unavailable(self, request: _Request, error: Unavailable) -> NoReturn:
-        self._refuse(request, Outcome.UNAVAILABLE.value, error.reason,
-                     challenge.unavailable(error.reason, error.retry_after), level=logging.WARNING)
+            self._refuse(request, Outcome.UNAVAILABLE.value, result.reason,
+                         challenge.unavailable(result.reason, retry_after), level=logging.WARNING)
+        self._refuse(request, "throttled", result.reason,
+                     challenge.too_many_requests(retry_after, result.reason), level=logging.WARNING)
 
     def _apply_proxy(self, environ: WSGIEnvironment) -> Client:
         """Replace the peer address and scheme with the client's, like Werkzeug's ProxyFix."""

@@ -137,7 +137,8 @@ def reachable(path: Path) -> None:
 
 
 #: Columns added since the SQLite release, and the value every row imported from it must hold.
-ADDED_SINCE_RELEASE: dict[str, dict[str, object]] = {"repos": {"shard": "default", "moving_to": None}}
+ADDED_SINCE_RELEASE: dict[str, dict[str, object]] = {"repos": {"shard": "default", "moving_to": None},
+                                                    "tokens": {"label": ""}}
 
 
 def rows_as_released(conn: psycopg.Connection[Any], table: str) -> list[tuple[Any, ...]]:

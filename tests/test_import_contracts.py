@@ -62,7 +62,7 @@ def test_unmodified_copy_keeps_every_contract(tmp_path: Path) -> None:
     ("module", "line", "contracts"),
     [
         # A pool app reaching up into operations; serving now reaches them through it.
-        ("hostd/web/browse.py", "import hostd.ops.tls", {FLOORS, SERVING}),
+        ("hostd/web/render.py", "import hostd.ops.tls", {FLOORS, SERVING}),
         # A leaf reaching up into the stores (which import no configuration).
         ("hostd/settings/__init__.py", "import hostd.store.database", {FLOORS}),
         ("hostd/hg/app.py", "import hostd.git.body", {POOLS}),

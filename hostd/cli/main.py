@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from hostd.cli import accounts, db, flags, hooks, init, keys, pool, reap, repos, shards
+from hostd.cli import accounts, db, flags, hooks, init, keys, pool, reap, repos, shards, trust
 from hostd.cli.args import HostdParser, new_parser
 from hostd.cli.errors import CommandError, NotInstalled, UsageError
 from hostd.cli.installation import close_databases
@@ -104,7 +104,7 @@ def build_parser() -> HostdParser:
                         help="print hostd's version and exit")
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands",
                                 help="what to do (hostd COMMAND --help for each)")
-    for module in (init, accounts, keys, repos, hooks, shards, flags, db, pool, reap):
+    for module in (init, accounts, keys, repos, hooks, shards, flags, db, pool, reap, trust):
         module.register(top)
     return parser
 

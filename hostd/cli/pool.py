@@ -23,6 +23,8 @@ on this load balancer's HAProxy only, whichever the backend.
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from hostd.cli.args import SubParsers, add_command, add_group, positive_float, positive_int
@@ -60,10 +62,12 @@ def cmd_pool_drain(args: argparse.Namespace) -> None:
 
     On this load balancer only, a shard's server too (the route follower
     leaves the state of the servers the database names alone); the state
-    lasts until ``ready``, through reloads.
+    lasts until ``ready``, through reloads. The backend's last serving
+    server only with ``--force``.
     """
     settings = _settings(args)
-    pooladmin.drain(settings, args.backend, args.server)
+    with _unless_forced("drains"):
+        pooladmin.drain(settings, args.backend, args.server, force=args.force)
     server = pooladmin.server(settings, args.backend, args.server)
     print(f"{server.key} drained: no new sessions, {server.sessions} in flight finish")
 
@@ -124,12 +128,30 @@ def cmd_pool_remove(args: argparse.Namespace) -> None:
     if shard is not None:
         _remove_from_shard(args, *shard)
         return
-    pooladmin.remove(_settings(args), args.backend, args.name, timeout=args.timeout)
+    with _unless_forced("removes"):
+        pooladmin.remove(_settings(args), args.backend, args.name, timeout=args.timeout, force=args.force)
     print(f"{args.backend}/{args.name} removed")
+
+
+@contextlib.contextmanager
+def _unless_forced(does: str) -> Iterator[None]:
+    """The refusal to leave a backend without a serving server, in one line that names ``--force``."""
+    try:
+        yield
+    except pooladmin.LastServer as error:
+        raise CommandError(f"{error}; --force {does} it anyway") from None
 
 
 def _remove_from_shard(args: argparse.Namespace, pool: str, shard: str) -> None:
     installation = open_installation(args)
+    if not args.force:
+        # As this load balancer sees the shard's servers: with none of them
+        # left serving, every request for its repositories would get a 503.
+        try:
+            with _unless_forced("removes"):
+                pooladmin.spare(installation.settings, args.backend, args.name, "remove")
+        except PoolError:
+            pass  # no HAProxy here, or it has no such server yet: the database decides alone
     Shards(installation.database).remove_server(shard, pool, args.name)
     key = f"{args.backend}/{args.name}"
     print(f"{key} taken out of shard {shard}'s {pool} servers "
@@ -149,7 +171,11 @@ def _remove_from_shard(args: argparse.Namespace, pool: str, shard: str) -> None:
 def cmd_traffic(args: argparse.Namespace) -> None:
     """Sample the session counters, draw sessions/s per backend to a PNG, print a summary."""
     settings = _settings(args)
-    pooladmin.worker_pid(settings)  # fail now, not after the run, if HAProxy is not there
+    # Fail now, not after the run, without matplotlib or HAProxy.
+    problem = traffic.chart_problem()
+    if problem is not None:
+        raise CommandError(problem)
+    pooladmin.worker_pid(settings)
     duration = args.minutes * 60
     try:
         stream = traffic.samples(settings, duration, args.interval, servers=args.servers)
@@ -168,6 +194,12 @@ def cmd_traffic(args: argparse.Namespace) -> None:
         print(line)
 
 
+def _add_force(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help=f"{verb} it even when it is the backend's last serving server "
+                             "(every request to the backend then gets a 503)")
+
+
 def register(top: SubParsers) -> None:
     """Add the ``pool`` command group and the ``traffic`` command to the ``hostd`` parser."""
     pool = add_group(top, "pool", "drain, add and remove workers at run time (HAProxy admin socket)",
@@ -182,6 +214,8 @@ def register(top: SubParsers) -> None:
         p = add_command(pool, name, func, text, f"hostd pool {name} git git1")
         p.add_argument("backend", metavar="BACKEND", help=f"the backend: {BACKENDS}")
         p.add_argument("server", metavar="SERVER", help="the server's name in it (hostd pool list shows them)")
+        if name == "drain":
+            _add_force(p, "drain")
     p = add_command(pool, "add", cmd_pool_add, "add a worker to a backend; it gets traffic once healthy",
                     "hostd pool add git git2 127.0.0.1:8111", "hostd pool add git-s2 git3 10.0.0.13:8101")
     p.add_argument("backend", metavar="BACKEND",
@@ -200,6 +234,7 @@ def register(top: SubParsers) -> None:
     p.add_argument("name", metavar="NAME", help="the server to remove")
     p.add_argument("--timeout", type=positive_float, default=60.0, metavar="SECONDS",
                    help="seconds to wait for in-flight sessions (default 60)")
+    _add_force(p, "remove")
 
     p = add_command(top, "traffic", cmd_traffic, "graph sessions per second per backend to a PNG",
                     "hostd traffic --png traffic.png --minutes 5 --servers")

@@ -4,7 +4,7 @@ Every push starts with the receive-pack advertisement, and dulwich builds it
 by reading every ref twice (``get_refs``, then ``get_symrefs`` to find the
 symbolic ones) and checking every name's format on each read: 5 ms for a
 repository of 57 loose refs, more than git's receive-pack takes in a fork.
-:func:`read_refs` reads each ref once; :class:`hostd.git.refstate.PerRefState`
+:func:`read_refs` reads each ref once; :class:`hostd.store.refstate.PerRefState`
 keeps the finished answer until a ref changes.
 """
 

@@ -56,12 +56,12 @@ from hostd.git.body import (
 )
 from hostd.git.pushwire import read_commands
 from hostd.git.receive import PushRecorder, ReceivePack, push_recorder, respond_refused
-from hostd.git.refstate import PerRefState
 from hostd.git.upload import UploadPack
 from hostd.guard.policy import decided_repository
 from hostd.responses import text_error
 from hostd.store.accounts import Repo
 from hostd.store.pushlog import PushLog
+from hostd.store.refstate import PerRefState
 from hostd.store.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)

@@ -13,10 +13,10 @@ import hashlib
 import logging
 import os
 import tempfile
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from hostd.store.memorycache import MemoryCache
 
 log = logging.getLogger(__name__)
 
@@ -32,37 +32,6 @@ def cache_key(*parts: bytes) -> str:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
-
-
-class MemoryCache:
-    """A thread-safe LRU of byte strings, bounded by their total size."""
-
-    def __init__(self, budget: int, largest: int) -> None:
-        self.budget = budget
-        self.largest = largest
-        self._entries: OrderedDict[object, bytes] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: object) -> bytes | None:
-        with self._lock:
-            value = self._entries.get(key)
-            if value is not None:
-                self._entries.move_to_end(key)
-            return value
-
-    def put(self, key: object, value: bytes) -> None:
-        if len(value) > self.largest:
-            return
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._size -= len(old)
-            self._entries[key] = value
-            self._size += len(value)
-            while self._size > self.budget:
-                _, evicted = self._entries.popitem(last=False)
-                self._size -= len(evicted)
 
 
 class PackCache:

@@ -11,7 +11,7 @@ read before git starts. git sends progress while it counts and compresses,
 so a big clone starts sending at once.
 
 What a persistent worker adds over a fork per request is caching, keyed by
-the refs' state (see :mod:`hostd.git.refstate` for when that state is known
+the refs' state (see :mod:`hostd.store.refstate` for when that state is known
 to be unchanged):
 
 - the ref advertisement (``info/refs``), and a protocol v2 ``ls-refs``, per
@@ -47,9 +47,9 @@ from hostd.git.body import BoundedBody
 from hostd.git.cache import Keeper, MemoryKeeper, PackCache, Registered, cache_key
 from hostd.git.inflight import InFlight
 from hostd.git.process import CHUNK, GitRun, environment, read_head, tail
-from hostd.git.refstate import PerRefState
 from hostd.git.wire import FULL_PACK, LS_REFS, advertised_ids, cache_kind, git_protocol, is_v2, wants
 from hostd.responses import text_error
+from hostd.store.refstate import PerRefState
 
 log = logging.getLogger(__name__)
 

@@ -92,6 +92,26 @@ class RepositoryPolicy:
             return None
         return repo
 
+    def public_elsewhere(self, path: str) -> Repo | None:
+        """The repository of the other kind that ``path`` names, when anyone may read it; else None.
+
+        What :class:`hostd.guard.wrongvcs.WrongVcsHint` tells a git client
+        that asked for a Mercurial repository (and the reverse). Never a
+        private one: a stranger must not learn that it exists. None as well
+        when this pool serves the name, and when the database cannot say.
+        """
+        parsed = parse_repo_path(path)
+        if parsed is None or self.vcs is None:
+            return None
+        ref, git_suffix = parsed
+        try:
+            repo = self.accounts.repo(ref)
+            if repo is None or (repo.vcs == self.vcs and not (git_suffix and repo.vcs != "git")):
+                return None
+            return repo if self.accounts.level(None, repo) >= Level.READ else None
+        except DatabaseUnavailable:
+            return None  # the policy answers (503), as for any other request
+
     def __call__(self, identity: Identity | None, target: Target) -> Decision:
         write = target.action is Action.WRITE
         try:

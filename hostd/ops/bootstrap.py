@@ -1,7 +1,8 @@
 """First-run set-up of a data directory.
 
 Creates, once: the directory tree, the server secret (HMAC key for the
-credential cache), the local CA and server certificate, the stack's own
+credential cache), the local CA and server certificate (and, every time,
+HAProxy's file from the operator's, :func:`hostd.ops.tls.build_served_pem`), the stack's own
 PostgreSQL cluster (unless ``HOSTD_DATABASE_URL`` names one), and a demo
 user with one git and one hg repository. The demo password is generated,
 stored 0600 in ``demo-password`` and shown once.
@@ -20,10 +21,12 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
+from hostd.guard.health import ensure_instance
 from hostd.names import RepoName
-from hostd.ops import postgres, routesync
-from hostd.ops.tls import ensure_certificates
+from hostd.ops import postgres, routesync, trust
+from hostd.ops.tls import build_served_pem, ensure_certificates
 from hostd.settings import Settings
+from hostd.settings.clone import clone_help, trust_step
 from hostd.store import legacy, schema
 from hostd.store.accounts import Accounts
 from hostd.store.database import Database
@@ -62,7 +65,9 @@ def initialize(settings: Settings, *, demo: bool = True) -> Demo | None:
     # The pools' unix sockets live here: their directory's permissions are
     # what keeps other local users from speaking to a pool as HAProxy.
     os.chmod(settings.run_dir, 0o700)
+    ensure_instance(settings.instance_file)  # what this data directory's pools name in /readyz
     ensure_certificates(settings.tls_dir, _tls_hosts(settings))
+    build_served_pem(settings)
     if settings.managed_database:
         postgres.ensure_cluster(settings)
         with postgres.temporary_server(settings):
@@ -117,22 +122,27 @@ def _tls_hosts(settings: Settings) -> tuple[str, ...]:
     return tuple(hosts)
 
 
-def clone_commands(settings: Settings) -> list[str]:
-    """The clone commands to print, verifying the server against our CA.
+#: The demo repositories and their kinds, in the order the clone commands are printed.
+DEMOS = ((DEMO_GIT, "git"), (DEMO_HG, "hg"))
 
-    ``GIT_SSL_CAINFO``, when set in the user's environment, overrides git's
-    ``http.sslCAInfo``, so the command sets both: the variable for this
-    clone, the config (saved in the clone) for every later fetch and push.
+
+def clone_commands(settings: Settings) -> list[str]:
+    """The demo repositories' HTTPS clone commands: plain ``git clone URL`` and ``hg clone URL``.
+
+    They work, and so do later pulls and pushes, once clients trust the stack's
+    certificate; :func:`demo_clone_lines` puts the step that makes them (``hostd
+    trust --install``) first while they do not.
     """
-    ca = settings.tls_dir / "ca.pem"
-    return [
-        f"GIT_SSL_CAINFO={ca} git clone -c http.sslCAInfo={ca} {settings.base_url}/{DEMO_GIT}.git",
-        f"hg --config web.cacerts={ca} clone {settings.base_url}/{DEMO_HG}",
-    ]
+    return [clone_help(settings, str(ref), vcs).https for ref, vcs in DEMOS]
+
+
+def demo_clone_lines(settings: Settings) -> list[str]:
+    """What ``make run`` prints for cloning the demos: the trust step if one is needed, then the commands."""
+    command = trust.hint(settings)
+    first = [] if command is None else [trust_step(command)]
+    return [*first, "Clone the demo repositories:", *(f"  {line}" for line in clone_commands(settings))]
 
 
 def ssh_clone_commands(settings: Settings) -> list[str]:
     """The same clones over SSH (after ``hostd key add demo < ~/.ssh/id_ed25519.pub``)."""
-    host = f"[{settings.public_host}]" if ":" in settings.public_host else settings.public_host
-    origin = f"{host}:{settings.ports.ssh}"
-    return [f"git clone ssh://git@{origin}/{DEMO_GIT}.git", f"hg clone ssh://hg@{origin}/{DEMO_HG}"]
+    return [clone_help(settings, str(ref), vcs).ssh for ref, vcs in DEMOS]

@@ -12,6 +12,7 @@ removes it afterwards without a reload and without failing a clone::
 Every function sends plain commands to ``<data>/run/haproxy.sock`` with
 :func:`hostd.ops.haproxy.command`, parses the answer into frozen values and
 turns whatever HAProxy refuses into a :class:`PoolError` that quotes it.
+What each server's state is, :mod:`hostd.ops.poolstate` reads from the answers.
 
 Servers added here are HAProxy 2.6 "dynamic servers". HAProxy forgets them
 on a reload (they are not in haproxy.cfg), so :func:`snapshot` and
@@ -29,12 +30,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from hostd.names import is_server_name, parse_ip_port
 from hostd.ops import haproxy, routes
 from hostd.ops.haproxy import PoolError
+from hostd.ops.poolstate import Admin as Admin
+from hostd.ops.poolstate import Server as Server
+from hostd.ops.poolstate import merge
 from hostd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,60 +49,13 @@ log = logging.getLogger(__name__)
 #: (``option httpchk GET /healthz``) is the backend's and applies as is.
 CHECK_OPTIONS = "inter 2s fall 2 rise 2"
 
-# srv_admin_state bits (doc/management.txt, "show servers state").
-_MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20
-_DRAIN_BITS = 0x08 | 0x10
-# srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping (up, but its
-# check asks for no new sessions).
-_OP_STOPPING = 3
-_OP_UP = frozenset({1, 2, _OP_STOPPING})
-
-
-
-class Admin(StrEnum):
-    """What an operator asked of a server: its administrative state."""
-
-    READY = "ready"
-    DRAIN = "drain"
-    MAINT = "maint"
-
 
 class Busy(PoolError):
     """A server to remove still has sessions in flight: it stays drained; try again later."""
 
 
-@dataclass(frozen=True, slots=True)
-class Server:
-    """One server of a backend as HAProxy's running worker sees it."""
-
-    backend: str
-    name: str
-    address: str
-    #: UP, DOWN, DRAIN or MAINT: whether it takes new sessions, and if not, why.
-    state: str
-    admin: Admin
-    #: The health check's verdict, whatever the administrative state.
-    healthy: bool
-    #: Sessions in flight now (``scur``) and since HAProxy started (``stot``).
-    sessions: int
-    total_sessions: int
-    #: 0 means no limit.
-    maxconn: int
-    #: The last health check, e.g. "Layer7 check passed".
-    check: str
-    #: ``IP:PORT`` the health check goes to when it is not ``address``
-    #: (a worker reached over its unix socket is checked on its TCP port).
-    check_address: str = ""
-
-    @property
-    def key(self) -> str:
-        """``backend/server``, as HAProxy's commands spell it."""
-        return f"{self.backend}/{self.name}"
-
-    @property
-    def worker_address(self) -> str:
-        """The ``IP:PORT`` that :func:`add` was given for this server."""
-        return self.check_address if self.address == "unix" else self.address
+class LastServer(PoolError):
+    """The server is its backend's only one, or the last taking new sessions: without it, every request gets a 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,58 +64,6 @@ class Snapshot:
 
     worker_pid: int
     servers: tuple[Server, ...]
-
-
-def _int(text: str | None) -> int:
-    try:
-        return int(text or 0)
-    except ValueError:
-        return 0
-
-
-def merge(stat: list[dict[str, str]], state: dict[tuple[str, str], dict[str, str]]) -> list[Server]:
-    """Join ``show stat`` (traffic, address, check) with ``show servers state``
-    (administrative and operational state, which the stat ``status`` text
-    conflates: a drained server whose check fails is only "DOWN" there)."""
-    servers = []
-    for row in stat:
-        if row["svname"] in ("FRONTEND", "BACKEND"):
-            continue
-        raw = state.get((row["pxname"], row["svname"]))
-        status = row.get("status", "")
-        if raw is not None:
-            admin_bits = _int(raw.get("srv_admin_state"))
-            op = _int(raw.get("srv_op_state"))
-        else:  # added or removed between the two commands: trust the stat text
-            admin_bits = 0x01 if status.startswith("MAINT") else 0x08 if status == "DRAIN" else 0
-            op = 3 if status == "NOLB" else 2 if status.startswith(("UP", "DRAIN", "no check")) else 0
-        healthy = op in _OP_UP
-        admin = Admin.MAINT if admin_bits & _MAINT_BITS else Admin.DRAIN if admin_bits & _DRAIN_BITS else Admin.READY
-        if admin is Admin.MAINT:
-            shown = "MAINT"
-        elif not healthy:
-            shown = "DOWN"
-        elif admin is Admin.DRAIN or op == _OP_STOPPING:
-            shown = "DRAIN"
-        else:
-            shown = "UP"
-        servers.append(Server(
-            backend=row["pxname"], name=row["svname"], address=row.get("addr", ""), state=shown,
-            admin=admin, healthy=healthy, sessions=_int(row.get("scur")),
-            total_sessions=_int(row.get("stot")), maxconn=_int(row.get("slim")),
-            check=row.get("check_desc") or row.get("check_status", ""),
-            check_address=_check_address(raw),
-        ))
-    return servers
-
-
-def _check_address(raw: dict[str, str] | None) -> str:
-    """``IP:PORT`` of a server's separate health-check address, or ""."""
-    host = (raw or {}).get("srv_check_addr", "-")
-    port = _int((raw or {}).get("srv_check_port"))
-    if host == "-" or port == 0:
-        return ""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def worker_socket(settings: Settings, backend: str, name: str) -> Path:
@@ -234,8 +138,26 @@ def set_admin(settings: Settings, backend: str, name: str, admin: Admin) -> None
     _expect(settings, f"set server {key} state {admin.value}")
 
 
-def drain(settings: Settings, backend: str, name: str) -> None:
-    """Take a server out of load balancing; its in-flight sessions finish."""
+def spare(settings: Settings, backend: str, name: str, doing: str) -> Server:
+    """The server, when its backend can do without it; :class:`LastServer` (saying what it was ``doing``) if not."""
+    every = servers(settings, backend)
+    target = next((candidate for candidate in every if candidate.name == name), None)
+    if target is None:
+        raise PoolError(f"no server {backend}/{name}")
+    others = [other for other in every if other is not target]
+    if not others or (target.serving and not any(other.serving for other in others)):
+        raise LastServer(f"refusing to {doing} {target.key}: it is the {'last serving' if others else 'only'} "
+                         f"server of backend {backend}, and every request to it would get a 503")
+    return target
+
+
+def drain(settings: Settings, backend: str, name: str, *, force: bool = False) -> None:
+    """Take a server out of load balancing; its in-flight sessions finish.
+
+    Not the backend's last serving server (:class:`LastServer`) unless ``force``.
+    """
+    if not force:
+        spare(settings, backend, name, "drain")
     set_admin(settings, backend, name, Admin.DRAIN)
 
 
@@ -308,20 +230,20 @@ def add(settings: Settings, backend: str, name: str, address: str, maxconn: int 
     return server(settings, backend, name)
 
 
-def remove(settings: Settings, backend: str, name: str, timeout: float = 60.0, *, last: bool = False) -> None:
+def remove(settings: Settings, backend: str, name: str, timeout: float = 60.0, *, last: bool = False,
+           force: bool = False) -> None:
     """Drain a server, wait for its sessions to end, and delete it.
 
     HAProxy deletes only a server in maintenance with no connection, so the
     order is drain (in-flight clones finish), wait, maint, delete. After
     ``timeout`` seconds (0: no wait) with sessions still running it stays
     drained and :class:`Busy` says so: run it again later. A backend's only
-    server goes only with ``last`` (a shard's the database no longer names).
+    server, or its last serving one, goes only with ``force``
+    (:class:`LastServer`), or ``last`` (a shard's the database no longer names).
     """
-    target = server(settings, backend, name)
-    if not last and len(servers(settings, backend)) == 1:
-        raise PoolError(f"refusing to remove {target.key}: it is the only server of backend {backend}")
+    target = server(settings, backend, name) if last or force else spare(settings, backend, name, "remove")
     if target.admin is not Admin.MAINT:
-        drain(settings, backend, name)
+        drain(settings, backend, name, force=True)
     idle = _wait(settings, backend, name, lambda s: s.sessions == 0, timeout)
     if idle is None:
         busy = server(settings, backend, name).sessions

@@ -22,10 +22,11 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hostd.ops import haproxy, peers, pooladmin, postgres, sshd
-from hostd.ops.bootstrap import DEMO_GIT, DEMO_USER, clone_commands, initialize, ssh_clone_commands
+from hostd.ops import haproxy, listeners, peers, pooladmin, postgres, sshd, tls
+from hostd.ops.bootstrap import DEMO_GIT, DEMO_USER, demo_clone_lines, initialize, ssh_clone_commands
 from hostd.ops.haproxy import POOLS, PoolError, StackError
 from hostd.ops.haproxy import command as haproxy_command
+from hostd.ops.readiness import pools_problem
 from hostd.settings import PROJECT_ROOT, ROLE_PROGRAMS, Settings, SettingsError
 from hostd.store.database import DatabaseUnavailable
 from hostd.store.legacy import LegacyImportError
@@ -75,7 +76,7 @@ def environment(settings: Settings, base: Mapping[str, str] | None = None) -> di
         HOSTD_SHARD=settings.shard,
         # haproxy.cfg's "localpeer": which peer of peers.cfg this HAProxy is.
         HOSTD_LB_NAME=settings.lb_name,
-        HOSTD_TLS_PEM=str(settings.tls_dir / "server.pem"),
+        **tls.environment(settings),
         HOSTD_HAPROXY_DIR=str(PROJECT_ROOT / "haproxy"),
         HOSTD_RUN_DIR=str(settings.run_dir),
         HOSTD_LOG_DIR=str(settings.log_dir),
@@ -151,24 +152,18 @@ def _get(url: str, context: ssl.SSLContext | None = None) -> int:
 
 
 def health_problem(settings: Settings) -> str | None:
-    """None when every pool and the HAProxy this host runs answer their health checks."""
-    for pool in (*POOLS, "queue"):
-        if not settings.runs(pool):
-            continue
-        port = getattr(settings.ports, pool)
-        try:
-            status = _get(f"http://{settings.bind}:{port}/readyz")
-        except OSError as error:
-            return f"{pool} pool on port {port}: {error}"
-        if status != 200:
-            return f"{pool} pool on port {port}: /readyz answered {status}"
+    """None when every pool and the HAProxy this host runs answer their health checks;
+    ForeignStack when a pool of another data directory answers on a port of ours."""
+    problem = pools_problem(settings)
+    if problem is not None:
+        return problem
     if settings.runs("sshgate"):
         problem = sshd.health_problem(settings, sshd_runs=_starts(settings, "sshd"))
         if problem is not None:
             return problem
     if not settings.runs("haproxy"):
         return None
-    context = ssl.create_default_context(cafile=str(settings.tls_dir / "ca.pem"))
+    context = tls.client_context(settings)
     try:
         status = _get(f"https://{settings.bind}:{settings.ports.https}/healthz", context)
     except OSError as error:
@@ -188,8 +183,9 @@ def health_problem(settings: Settings) -> str | None:
 def wait_healthy(
     settings: Settings, timeout: float = 60.0, alive: Callable[[], bool] | None = None
 ) -> None:
-    """Block until :func:`health_problem` is None; StackError after ``timeout``
-    or as soon as ``alive`` (default: supervisord's pid file) says it died."""
+    """Block until :func:`health_problem` is None; StackError after ``timeout``,
+    as soon as ``alive`` (default: supervisord's pid file) says it died, or
+    at once when another stack's pool answers on a port of ours."""
     if alive is None:
         def alive() -> bool:
             return supervisord_pid(settings) is not None
@@ -208,10 +204,14 @@ def start(settings: Settings, *, foreground: bool = False) -> subprocess.Popen[b
     """Initialize the data directory if needed and start supervisord.
 
     In the foreground the caller gets the supervisord process to wait on;
-    otherwise supervisord daemonizes and this returns None.
+    otherwise supervisord daemonizes and this returns None. StackError before
+    anything is started or written when one of its ports is taken (:mod:`hostd.ops.listeners`).
     """
     if supervisord_pid(settings) is not None:
         raise StackError(f"a stack is already running for {settings.data_dir}")
+    taken = listeners.taken(listeners.listeners(settings, starts=lambda program: _starts(settings, program)))
+    if taken is not None:
+        raise StackError(taken)
     demo = initialize(settings)
     if demo is not None:
         print(f"Demo user {demo.username!r}, password {demo.password!r} "
@@ -305,6 +305,7 @@ def reload_haproxy(settings: Settings) -> None:
         tmp.write_text(state)
         tmp.replace(_server_state_file(settings))
     peers.write_peers_file(settings)
+    tls.build_served_pem(settings)  # a renewed HOSTD_TLS_CERT is served from this reload on
     env = environment(settings)
     subprocess.run(
         [env["HOSTD_VENV_BIN"] + "/supervisorctl", "-c", str(SUPERVISORD_CONF), "signal", "USR2", "haproxy"],
@@ -314,9 +315,9 @@ def reload_haproxy(settings: Settings) -> None:
 
 
 def _announce(settings: Settings) -> None:
-    print("\nhostd is up. Clone the demo repositories:", flush=True)
-    for command in clone_commands(settings):
-        print("  " + command)
+    print("\nhostd is up.", flush=True)
+    for line in demo_clone_lines(settings):  # "hostd trust --install" first while clients need it
+        print(line)
     if _starts(settings, "sshd"):
         print(f"Over SSH, once your key is added (hostd key add {DEMO_USER} < ~/.ssh/id_ed25519.pub):")
         for command in ssh_clone_commands(settings):
@@ -325,6 +326,9 @@ def _announce(settings: Settings) -> None:
     if _starts(settings, "queue"):
         print(f"Webhooks: hostd hook add {DEMO_GIT} URL   Queue: hostd queue status,"
               f" http://{settings.bind}:{settings.ports.queue}/metrics")
+    demo = settings.data_dir / "demo-password"
+    if demo.exists():  # every run: the password was shown on the first only
+        print(f"Demo user {DEMO_USER!r}: password in {demo} (mode {demo.stat().st_mode & 0o777:04o})")
     print(f"Web: {settings.base_url}/   Stats: http://{settings.bind}:{settings.ports.stats}/stats"
           f"   Logs: {settings.log_dir}", flush=True)
 

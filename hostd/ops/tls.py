@@ -1,11 +1,18 @@
-"""A local certificate authority and the server certificate HAProxy presents.
+"""The certificate HAProxy presents: a local certificate authority's, or the operator's.
 
-Clients verify the server against ``ca.pem`` (git: ``http.sslCAInfo``, hg:
-``web.cacerts``). The server certificate names ``localhost`` as a DNS name and each IP
+Without ``HOSTD_TLS_CERT``/``HOSTD_TLS_KEY`` the stack makes its own CA and
+server certificate; clients trust ``ca.pem`` (``hostd trust``, :mod:`hostd.ops.trust`).
+The server certificate names ``localhost`` as a DNS name and each IP
 address twice, as an *IP address* subject alternative name (what OpenSSL,
 and so git and curl, match for an IP host) and as a *DNS* name: Mercurial
 does its own host matching and only reads DNS entries, so without the DNS
 form it refuses ``https://127.0.0.1/...`` ("certificate is for localhost").
+The CA is name-constrained to those same names, so a machine that trusts it
+(its system store, say) trusts it for this stack and nothing else.
+
+With them, HAProxy's one PEM file is built from the operator's chain and key
+at every start and reload (:func:`build_served_pem`), after checking that the
+key is the certificate's and the chain is in order and current.
 """
 
 from __future__ import annotations
@@ -13,13 +20,18 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from hostd.ops.haproxy import StackError
+from hostd.settings import Settings
 
 DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 
@@ -55,6 +67,18 @@ def _san(hosts: tuple[str, ...]) -> x509.SubjectAlternativeName:
             pass
         names.append(x509.DNSName(host))
     return x509.SubjectAlternativeName(names)
+
+
+def _constraints(hosts: tuple[str, ...]) -> x509.NameConstraints:
+    """The CA may vouch for these names alone: a CA in a system trust store is trusted for every site otherwise."""
+    permitted: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            permitted.append(x509.IPAddress(ipaddress.ip_network(host)))
+        except ValueError:
+            pass
+        permitted.append(x509.DNSName(host))
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -96,6 +120,7 @@ def ensure_certificates(tls_dir: Path, hosts: tuple[str, ...] = DEFAULT_HOSTS) -
             ),
             critical=True,
         )
+        .add_extension(_constraints(hosts), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -128,3 +153,133 @@ def ensure_certificates(tls_dir: Path, hosts: tuple[str, ...] = DEFAULT_HOSTS) -
     )
     files.ca_cert.write_bytes(ca_cert.public_bytes(pem))
     return files
+
+
+def served_pem(settings: Settings) -> Path:
+    """HAProxy's certificate file (``HOSTD_TLS_PEM``): the operator's, combined, or the stack's own."""
+    return settings.tls_dir / ("operator.pem" if settings.tls_cert is not None else "server.pem")
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """HAProxy's ``HOSTD_TLS_PEM``, and the operator's files it is built from (for ``stack env``'s units)."""
+    env = {"HOSTD_TLS_PEM": str(served_pem(settings))}
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        env.update(HOSTD_TLS_CERT=str(settings.tls_cert), HOSTD_TLS_KEY=str(settings.tls_key))
+    return env
+
+
+def build_served_pem(settings: Settings) -> Path:
+    """Write HAProxy's file from ``HOSTD_TLS_CERT`` and ``HOSTD_TLS_KEY``, if given; its path either way.
+
+    At every start and reload, so a renewed certificate is served from then on. StackError, in
+    one line naming the variable, for a file that cannot be read or parsed, a key that is not
+    the certificate's, a chain out of order, or an expired certificate: HAProxy would start and
+    every client would fail.
+    """
+    target = served_pem(settings)
+    if settings.tls_cert is None or settings.tls_key is None:
+        return target
+    chain = _operator_chain(settings.tls_cert)
+    key = _operator_key(settings.tls_key)
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if chain[0].public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        raise StackError(f"HOSTD_TLS_KEY ({settings.tls_key}) is not the key of HOSTD_TLS_CERT's certificate "
+                         f"({chain[0].subject.rfc4514_string()})")
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    settings.tls_dir.mkdir(parents=True, exist_ok=True)
+    staged = target.with_suffix(".tmp")
+    _write_private(staged, b"".join(cert.public_bytes(pem) for cert in chain) + key_pem)
+    staged.replace(target)
+    return target
+
+
+def _read(name: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise StackError(f"{name}: cannot read {path}: {error.strerror}") from None
+
+
+def _operator_chain(path: Path) -> list[x509.Certificate]:
+    try:
+        chain = x509.load_pem_x509_certificates(_read("HOSTD_TLS_CERT", path))
+    except ValueError:
+        raise StackError(f"HOSTD_TLS_CERT: {path} holds no PEM certificate") from None
+    for cert, issuer in zip(chain, chain[1:], strict=False):
+        if cert.issuer != issuer.subject:
+            raise StackError(f"HOSTD_TLS_CERT: {path} is out of order: the server's certificate first, "
+                             f"then each one's issuer ({cert.issuer.rfc4514_string()} is not next)")
+    if chain[0].not_valid_after_utc < datetime.datetime.now(datetime.UTC):
+        raise StackError(f"HOSTD_TLS_CERT: {path} expired on {chain[0].not_valid_after_utc:%Y-%m-%d}")
+    return chain
+
+
+def _operator_key(path: Path) -> PrivateKeyTypes:
+    try:
+        key = serialization.load_pem_private_key(_read("HOSTD_TLS_KEY", path), password=None)
+    except TypeError:
+        raise StackError(f"HOSTD_TLS_KEY: {path} is encrypted; HAProxy needs the key without a passphrase") from None
+    except ValueError:
+        raise StackError(f"HOSTD_TLS_KEY: {path} holds no PEM private key") from None
+    return key
+
+
+def client_context(settings: Settings) -> ssl.SSLContext:
+    """How the stack checks its own HAProxy: against its CA, or pinned to the operator's certificate.
+
+    The check dials the bind address, which the operator's certificate need not name: what it
+    asks is that HAProxy presents that very certificate, so the chain's own certificates are the
+    trust anchors (a partial chain) and the host name is not matched.
+    """
+    if settings.tls_cert is None:
+        return ssl.create_default_context(cafile=str(tls_files(settings.tls_dir).ca_cert))
+    context = ssl.create_default_context(cafile=str(settings.tls_cert))
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
+
+
+def verify_problem(settings: Settings, cafile: Path | None = None) -> str | None:
+    """Why a client would refuse the certificate the stack serves, for its public host; None if it accepts it.
+
+    The client trusts this machine's default store (as git, hg and curl do), or ``cafile`` alone.
+    Checked in memory, with OpenSSL on both ends of a handshake: no socket, no stack running.
+    """
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        server.load_cert_chain(settings.tls_cert, settings.tls_key)
+    else:
+        server.load_cert_chain(tls_files(settings.tls_dir).server_pem)
+    client = ssl.create_default_context(cafile=None if cafile is None else str(cafile))
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client_end = client.wrap_bio(to_client, to_server, server_hostname=settings.public_host)
+    server_end = server.wrap_bio(to_server, to_client, server_side=True)
+    for _ in range(8):
+        finished = 0
+        for end in (client_end, server_end):
+            try:
+                end.do_handshake()
+                finished += 1
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLCertVerificationError as error:
+                return str(error.verify_message)
+            except ssl.SSLError as error:
+                return error.reason or str(error)
+        if finished == 2:
+            return None
+    return "the TLS handshake did not finish"
+
+
+def ca_is_scoped(ca_cert: Path) -> bool:
+    """Whether the CA in ``ca_cert`` can vouch only for the names it lists (name constraints).
+
+    CAs made before hostd constrained them cannot say so, and stay out of system-wide trust stores.
+    """
+    cert = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    return bool(constraints.permitted_subtrees)

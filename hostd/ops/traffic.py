@@ -14,6 +14,7 @@ the rest of the command line does not pay for it.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -147,9 +148,16 @@ def summary(run: Sequence[Sample]) -> list[str]:
     return out
 
 
+def chart_problem() -> str | None:
+    """Why :func:`draw` cannot work here (matplotlib is the optional ``chart`` extra), or None."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return "drawing the chart needs matplotlib: install it with .venv/bin/pip install -e '.[chart]'"
+    return None
+
+
 def draw(lines: Sequence[Line], path: Path, title: str = "HAProxy sessions per second") -> None:
     """Write the line chart as a PNG (matplotlib's Agg renderer: no display needed)."""
-    # Imported here: only this command needs matplotlib, and it is slow to import.
+    # Imported here: only this command needs matplotlib (an optional extra), and it is slow to import.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import DateFormatter
     from matplotlib.figure import Figure

@@ -6,7 +6,8 @@ this is the only module that turns configuration into objects. Each pool is
 authentication, everything else is decided by singlemalt first. In the git
 and hg pools ``<app>`` is ``ShardGate(ReadOnlyGate(<app>))``: repositories of
 another storage shard get 421, and pushes are refused while the ``read_only``
-flag is on.
+flag is on, and singlemalt is inside ``WrongVcsHint``: a request naming a
+public repository of the other kind is told which client to use.
 
 Each process reads accounts, tokens, repositories and grants through one
 :class:`~hostd.store.records.Records` cache, kept true by one
@@ -16,6 +17,7 @@ the verifier and the repository policy: a warm request makes no query.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from collections.abc import Callable
@@ -27,12 +29,14 @@ from hostd.git.app import GitApp
 from hostd.git.inflight import InFlight
 from hostd.git.receive import ReceivePack
 from hostd.git.upload import UploadPack
-from hostd.guard.health import HealthRoutes, storage_problem
+from hostd.guard.health import HealthRoutes, instance_id, storage_problem
 from hostd.guard.policy import RepositoryPolicy
 from hostd.guard.readonly import ReadOnlyGate
 from hostd.guard.shard import ShardGate
+from hostd.guard.wrongvcs import WrongVcsHint
 from hostd.hg.app import HgApp
 from hostd.settings import UNIX_SOCKET, Settings, SettingsError
+from hostd.settings.clone import ssh_origin
 from hostd.store.accounts import Accounts, login_name
 from hostd.store.changes import ChangeFeed
 from hostd.store.database import Database
@@ -40,11 +44,21 @@ from hostd.store.flags import Flags, FlagStore, SharedFlags
 from hostd.store.pushlog import PushLog
 from hostd.store.queue import repo_queue
 from hostd.store.records import Records
+from hostd.store.sessions import Sessions
 from hostd.store.spool import Spool
 from hostd.store.storage import Storage
-from hostd.web.app import WebApp, WebPolicy, classify_web
+from hostd.web.account import account_pages
+from hostd.web.app import WebApp
+from hostd.web.classify import WebPolicy, classify_web
+from hostd.web.refusals import BrowserRefusals
+from hostd.web.render import Renderer
+from hostd.web.repo.clone import clone_box
+from hostd.web.repo.pages import RepositoryPages
+from hostd.web.session import SessionAuth, page_refusals
+from hostd.web.static import StaticFiles
 from singlemalt import (
     DEFAULT_DRAIN_LIMIT,
+    Classifier,
     LoginThrottle,
     ProxyTrust,
     SafeMemcache,
@@ -56,6 +70,11 @@ from singlemalt import (
 )
 
 REALM = "hostd"
+#: What the clone box says to run once while the stack serves its own CA's certificate
+#: (on the machine that clones; see ``hostd trust``).
+TRUST_COMMAND = "hostd trust --install"
+#: The name the web pages' header shows.
+SITE_NAME = "hostd"
 #: Seconds the change feed must have been connected before a push is let
 #: through without asking the database: longer than a request can wait for
 #: the pool (2 s) plus the circuit breaker's pause (1 s) after an outage.
@@ -123,8 +142,13 @@ def proxy_trust(settings: Settings) -> ProxyTrust:
 
 
 def _guard(services: Services, app: Any, classify: Callable[..., Any], authorize: Any, *,
-           write_drain_limit: int | None = None) -> Any:
-    """``HealthRoutes(SingleMalt(app))``; ``write_drain_limit``: how much of a refused write to read."""
+           write_drain_limit: int | None = None, around: Callable[[Any], Any] | None = None,
+           trust_remote_user: bool = False) -> Any:
+    """``HealthRoutes(around(SingleMalt(app)))``; ``write_drain_limit``: how much of a refused write to read.
+
+    ``around`` wraps singlemalt inside the health routes (the web pool's
+    sessions and browser refusals); ``trust_remote_user`` is for it alone.
+    """
     guarded = SingleMalt(
         app,
         classify=classify,
@@ -134,10 +158,15 @@ def _guard(services: Services, app: Any, classify: Callable[..., Any], authorize
         throttle=services.throttle,
         proxy=services.proxy,
         write_drain_limit=write_drain_limit,
+        trust_remote_user=trust_remote_user,
     )
     root = services.settings.repo_root
     db = services.accounts.db
-    return HealthRoutes(guarded, ready=lambda: storage_problem(root) or db.ping())
+    outer = around(guarded) if around is not None else guarded
+    # Read from the data directory the pool serves, not told: /readyz then
+    # says which directory that is (hostd.ops.stack refuses another's).
+    instance = instance_id(services.settings.instance_file)
+    return HealthRoutes(outer, ready=lambda: storage_problem(root) or db.ping(), instance=instance)
 
 
 def repository_policy(services: Services, vcs: str | None) -> RepositoryPolicy:
@@ -183,7 +212,14 @@ def git_app(settings: Settings | None = None) -> Any:
     receives = ReceivePack(uploads.git, inflight=inflight) if uploads is not None else None
     app = GitApp(services.storage, max_request_bytes=services.settings.max_push_bytes,
                  pushlog=services.pushlog, upload_pack=uploads, receive_pack=receives)
-    return _guard(services, _gates(services, app), classify_git, policy)
+    return _guard(services, _gates(services, app), classify_git, policy,
+                  around=_wrong_vcs(services, classify_git, policy))
+
+
+def _wrong_vcs(services: Services, classify: Classifier, policy: RepositoryPolicy) -> Callable[[Any], Any]:
+    """Around singlemalt: a public repository of the other kind is answered with the client to use."""
+    return functools.partial(WrongVcsHint, classify=classify, find=policy.public_elsewhere,
+                             base_url=services.settings.base_url)
 
 
 def upload_pack(choice: str, inflight: InFlight | None = None) -> UploadPack | None:
@@ -209,12 +245,29 @@ def hg_app(settings: Settings | None = None) -> Any:
     # limit, or hg sees a TLS EOF. git needs no such thing: it probes a large
     # push with a tiny request first.
     return _guard(services, _gates(services, hg), classify_hg, policy,
-                  write_drain_limit=max(services.settings.max_push_bytes, DEFAULT_DRAIN_LIMIT))
+                  write_drain_limit=max(services.settings.max_push_bytes, DEFAULT_DRAIN_LIMIT),
+                  around=_wrong_vcs(services, classify_hg, policy))
 
 
 def web_app(settings: Settings | None = None) -> Any:
-    """The web pool: repository pages behind singlemalt."""
+    """The web pool: pages behind singlemalt, browsers signed in by a session cookie (:class:`SessionAuth`)."""
     services = _services(settings)
     repositories = repository_policy(services, None)
-    app = WebApp(services.accounts, services.storage, services.settings.base_url, services.settings.shard)
-    return _guard(services, app, classify_web, WebPolicy(repositories))
+    base_url = services.settings.base_url
+    renderer = Renderer(SITE_NAME, base_url)
+    # The clone box: the printed commands' URLs; with the stack's own CA, the step that trusts it.
+    trust = None if services.settings.tls_cert is not None else TRUST_COMMAND
+    clone = functools.partial(clone_box, base_url=base_url, ssh_origin=ssh_origin(services.settings), trust=trust)
+    pages = RepositoryPages(services.storage, renderer, shard=services.settings.shard, clone=clone)
+    sessions = Sessions(services.accounts.db)
+    account = account_pages(services.accounts, sessions, services.verifier, services.throttle, renderer)
+    app = WebApp([*StaticFiles().routes(), *account.routes(), *pages.routes()], renderer=renderer, base_url=base_url)
+    secret = services.settings.secret_file.read_bytes()
+
+    def around(guarded: Any) -> Any:
+        # Sessions outermost: they set the REMOTE_USER singlemalt trusts here (and only here).
+        refusals = BrowserRefusals(guarded, renderer=renderer, base_url=base_url)
+        return SessionAuth(refusals, sessions=sessions, secret=secret, base_url=base_url,
+                           refuse=page_refusals(renderer, base_url), anonymous_paths=("/static/",))
+
+    return _guard(services, app, classify_web, WebPolicy(repositories), around=around, trust_remote_user=True)

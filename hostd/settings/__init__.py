@@ -119,6 +119,11 @@ class Settings:
     pool_servers: tuple[tuple[str, str, int], ...] = ()
     #: The queue workers: webhooks, maintenance (hostd/settings/background.py).
     background: Background = Background()
+    #: The operator's certificate chain (PEM, the server's certificate first) and its
+    #: key (``HOSTD_TLS_CERT``, ``HOSTD_TLS_KEY``: both or neither); None: the stack's
+    #: own CA issues one (hostd/ops/tls.py builds HAProxy's file from either).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def pool_server(self, pool: str) -> tuple[str, int] | None:
         """Where the home backend ``pool`` sends requests when the pool runs on another host."""
@@ -171,6 +176,11 @@ class Settings:
     @property
     def secret_file(self) -> Path:
         return self.data_dir / "secret"
+
+    @property
+    def instance_file(self) -> Path:
+        """This data directory's identity, which its pools name in ``/readyz`` (:mod:`hostd.guard.health`)."""
+        return self.data_dir / "instance"
 
     @property
     def tls_dir(self) -> Path:
@@ -240,6 +250,7 @@ class Settings:
                     f"HOSTD_TRUSTED_PROXIES: {proxy!r} is neither {UNIX_SOCKET!r} nor an address"
                 ) from None
         lb_name, peers = load_balancers(env)
+        tls_cert, tls_key = _tls_files(env)
         return cls(
             data_dir=Path(env.get("HOSTD_DATA", str(PROJECT_ROOT / "var"))).resolve(),
             bind=bind,
@@ -258,6 +269,8 @@ class Settings:
             roles=roles(env),
             pool_servers=pool_servers(env),
             background=Background.from_env(env),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
 
 
@@ -317,6 +330,20 @@ def _shard(env: Mapping[str, str]) -> str:
         raise SettingsError(f"HOSTD_SHARD: {value!r} is not a shard name"
                             " (1-32 of a-z, 0-9 and -, starting with a letter)")
     return value
+
+
+def _tls_files(env: Mapping[str, str]) -> tuple[Path, Path] | tuple[None, None]:
+    """``HOSTD_TLS_CERT`` and ``HOSTD_TLS_KEY``: both absolute paths, or neither set."""
+    cert, key = (env.get(name, "").strip() for name in ("HOSTD_TLS_CERT", "HOSTD_TLS_KEY"))
+    if not cert and not key:
+        return None, None
+    if not cert or not key:
+        raise SettingsError("HOSTD_TLS_CERT and HOSTD_TLS_KEY go together: the certificate chain and its key")
+    for name, value in (("HOSTD_TLS_CERT", cert), ("HOSTD_TLS_KEY", key)):
+        if not os.path.isabs(value):
+            raise SettingsError(f"{name}={value!r} is not an absolute path")
+    # Not resolved: certbot's live/ names are symlinks that each renewal points at new files.
+    return Path(cert), Path(key)
 
 
 def _memcached_nodes(env: Mapping[str, str]) -> tuple[str, ...]:

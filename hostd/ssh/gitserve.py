@@ -30,8 +30,8 @@ from hostd.git.body import BodyRefused, BoundedBody, mib
 from hostd.git.process import environment
 from hostd.git.pushwire import read_commands
 from hostd.git.receive import PushRecorder, ReceivePack
-from hostd.git.refstate import PerRefState
 from hostd.git.wire import valid_protocol
+from hostd.store.refstate import PerRefState
 
 log = logging.getLogger(__name__)
 

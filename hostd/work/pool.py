@@ -33,6 +33,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from webob import Response, exc
 
 from hostd import logsetup
+from hostd.guard.health import INSTANCE_HEADER, instance_id
 from hostd.responses import text_error
 from hostd.settings import Settings
 from hostd.store.database import Database, DatabaseUnavailable
@@ -65,8 +66,10 @@ def metrics_text(stats: Iterable[QueueStats], queues: Iterable[str]) -> str:
 class QueueApp:
     """The queue pool's ``/metrics``, ``/healthz`` and ``/readyz``, and the :class:`JobRunner` they describe."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, instance: str | None = None) -> None:
         self.settings = settings
+        #: This pool's data directory, named in /readyz (hostd.guard.health.instance_id).
+        self.instance = instance
         background = settings.background
         # A connection for each job that may run at once, the housekeeping's and a scrape's.
         self.db = Database(settings.database, max_size=background.concurrency + REPO_CONCURRENCY + 2)
@@ -75,6 +78,8 @@ class QueueApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         answer = self._answer(environ)
         answer.cache_control = "no-store"
+        if self.instance is not None and environ.get("PATH_INFO") == "/readyz":
+            answer.headers[INSTANCE_HEADER] = self.instance
         return answer(environ, start_response)  # type: ignore[no-any-return]
 
     def _answer(self, environ: dict[str, Any]) -> Response:
@@ -103,7 +108,8 @@ def queue_app(settings: Settings | None = None) -> QueueApp:
     # What it logs at WARNING and above (a job that failed for good, with its
     # traceback) is kept.
     logging.getLogger("procrastinate").setLevel(logging.WARNING)
-    return QueueApp(settings or Settings.from_env())
+    settings = settings or Settings.from_env()
+    return QueueApp(settings, instance=instance_id(settings.instance_file))
 
 
 class QueueWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has no type hints

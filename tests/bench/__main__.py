@@ -11,7 +11,7 @@ import sys
 
 #: Modules whose ``main([])`` is run, in this order.
 BENCHMARKS: tuple[str, ...] = ("tests.bench.singlemalt_bench", "tests.bench.vcs_bench", "tests.bench.ssh_bench",
-                              "tests.bench.hooks_bench")
+                              "tests.bench.hooks_bench", "tests.bench.pages_bench")
 
 
 def main() -> int:

@@ -52,6 +52,8 @@ class Response:
     status: int
     headers: Headers
     body: bytes
+    #: The status line's reason phrase (HTTP/1.1 only; HTTP/2 has none), what Mercurial shows.
+    reason: str = ""
 
     def header(self, name: str) -> str | None:
         """The last value of a header, or None."""
@@ -118,11 +120,14 @@ def h1_request(
             status=response.status,
             headers=tuple((name.lower(), value) for name, value in response.getheaders()),
             body=data,
+            reason=response.reason,
         )
 
 
-def h1_pipeline(endpoint: Endpoint, targets: Iterable[str], headers: Headers = ()) -> list[Response]:
-    """GET every target on one keep-alive HTTP/1.1 connection, all sent at once.
+def h1_pipeline(
+    endpoint: Endpoint, targets: Iterable[str], headers: Headers = (), method: str = "GET"
+) -> list[Response]:
+    """Send every target (GET, or ``method`` without a body) on one keep-alive HTTP/1.1 connection, all at once.
 
     Returns the responses in order, up to the first one after which the
     server closed the connection (the last request asks it to): many
@@ -132,7 +137,7 @@ def h1_pipeline(endpoint: Endpoint, targets: Iterable[str], headers: Headers = (
     targets = list(targets)
     # The last request closes the connection, so the last response ends it.
     requests = "".join(
-        f"GET {target} HTTP/1.1\r\nHost: {endpoint.authority}\r\n{head}"
+        f"{method} {target} HTTP/1.1\r\nHost: {endpoint.authority}\r\n{head}"
         + ("Connection: close\r\n" if n == len(targets) - 1 else "") + "\r\n"
         for n, target in enumerate(targets)
     )

@@ -260,6 +260,16 @@ def test_a_flood_of_401s_is_answered_429(proxy: HAProxy) -> None:
     assert h1_request(proxy.https, "GET", "/").status == 200
 
 
+def test_failed_sign_ins_through_the_web_form_are_counted_too(proxy: HAProxy) -> None:
+    """The form's post carries the password in its body, not in Authorization; its 401s count."""
+    failed = (("X-Echo-Status", "401"), ("Content-Length", "0"))
+    try:
+        responses = h1_pipeline(proxy.https, ["/login"] * (FLOOD_GUARD + 2), failed, method="POST")
+        assert [r.status for r in responses] == [401] * (FLOOD_GUARD + 1) + [429]
+    finally:
+        proxy.admin("clear table https")
+
+
 def test_challenges_to_requests_without_credentials_are_not_counted(proxy: HAProxy) -> None:
     """git and hg get one 401 per operation before they send credentials."""
     challenge = (("X-Echo-Status", "401"),)

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from hostd.git.refstate import RACY_SECONDS
 from hostd.guard.policy import RepositoryPolicy
 from hostd.names import RepoName
 from hostd.store.accounts import Accounts
 from hostd.store.database import Database
+from hostd.store.refstate import RACY_SECONDS
 from hostd.store.storage import Storage
-from hostd.web.app import classify_web
+from hostd.web.classify import classify_web
 from singlemalt import Allowed, Malformed, Target, classify_git, classify_hg
 
 GIT = shutil.which("git") or "git"
@@ -83,7 +83,7 @@ def repo(site: Site) -> tuple[RepoName, Path]:
 
 
 def age(git_dir: Path) -> None:
-    """Move every timestamp of a repository out of the racy window (see ``hostd.git.refstate``)."""
+    """Move every timestamp of a repository out of the racy window (see ``hostd.store.refstate``)."""
     past = time.time() - 10 * RACY_SECONDS
     for path in [git_dir, *git_dir.rglob("*")]:
         os.utime(path, (past, past), follow_symlinks=False)

@@ -118,6 +118,7 @@ COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("pool", "remove"): ["pool", "remove", "git", "git2"],
     ("traffic",): ["traffic", "--png", "PNG", "--minutes", "0.1"],
     ("reap",): ["reap"],
+    ("trust",): ["trust"],
     ("key", "add"): ["key", "add", "alice"],
     ("key", "list"): ["key", "list", "alice"],
     ("key", "del"): ["key", "del", "7"],

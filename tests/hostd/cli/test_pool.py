@@ -165,3 +165,73 @@ def test_shard_server_refusals_are_one_line(hostd: Hostd, args: tuple[str, ...],
     code, _, err = hostd(*args)
     assert code == 1 and err.startswith("hostd: ") and message in err and err.count("\n") == 1
     assert hostd("shard", "list")[1].endswith("\t10.0.0.12:8101,10.0.0.12:8102\n")
+
+
+def _states(settings: Settings, backend: str) -> dict[str, str]:
+    return {server.name: server.state for server in pooladmin.servers(settings, backend)}
+
+
+def _home_clone(proxy: HAProxy) -> Response:
+    """A clone of a repository of this load balancer's own shard: the home backend git."""
+    return h1_request(proxy.https, "GET", "/bob/home.git/info/refs?service=git-upload-pack")
+
+
+def test_the_last_serving_server_of_a_backend_is_drained_or_removed_only_with_force(
+        hostd: Hostd, data: Path, tls: TlsFiles, echoes: dict[str, EchoBackend]) -> None:
+    settings = Settings(data_dir=data)
+    proxy = _balancer(settings.run_dir, tls, echoes)
+    try:
+        for args, does in ((("pool", "drain", "git", "git1"), "drains"),
+                           (("pool", "remove", "git", "git1"), "removes")):
+            code, out, err = hostd(*args)
+            assert (code, out) == (1, "")
+            assert err.startswith(f"hostd: refusing to {args[1]} git/git1: it is the ") and err.count("\n") == 1
+            assert f"server of backend git, and every request to it would get a 503; --force {does} it anyway" in err
+        assert _states(settings, "git") == {"git1": "UP"}
+
+        # With a second server serving, git1 may go; then git2 is the last serving one.
+        code, _, err = hostd("pool", "add", "git", "git2", echoes["git-b@s2"].address)
+        assert code == 0, err
+        assert hostd("pool", "drain", "git", "git1")[0] == 0
+        code, _, err = hostd("pool", "drain", "git", "git2")
+        assert code == 1 and "git/git2: it is the last serving server of backend git" in err
+        code, _, err = hostd("pool", "remove", "git", "git2", "--timeout", "5")
+        assert code == 1 and "--force removes it anyway" in err
+        assert _states(settings, "git") == {"git1": "DRAIN", "git2": "UP"}
+        assert _home_clone(proxy).header("x-echo-pool") == "git-b@s2"
+
+        # --force does it: nothing serves git then, and clients are told so.
+        code, out, err = hostd("pool", "drain", "git", "git2", "--force")
+        assert (code, err) == (0, "") and out.startswith("git/git2 drained")
+        refused = _home_clone(proxy)
+        assert (refused.status, refused.header("retry-after")) == (503, "5")
+        assert refused.body.startswith(b"The git pool is unavailable")
+        code, out, err = hostd("pool", "remove", "git", "git2", "--force", "--timeout", "5")
+        assert (code, out, err) == (0, "git/git2 removed\n", "")
+        assert hostd("pool", "ready", "git", "git1")[0] == 0
+        assert _home_clone(proxy).header("x-echo-pool") == "git"
+    finally:
+        proxy.stop()
+
+
+def test_a_shard_s_last_serving_server_here_is_removed_only_with_force(
+        hostd: Hostd, data: Path, database: Database, tls: TlsFiles, echoes: dict[str, EchoBackend]) -> None:
+    a, b = echoes["git-a@s2"].address, echoes["git-b@s2"].address
+    hostd("shard", "add", "s2", "--git", a, "--hg", echoes["hg-a@s2"].address)
+    settings = Settings(data_dir=data)
+    proxy = _balancer(settings.run_dir, tls, echoes)
+    try:
+        assert hostd("pool", "add", "git-s2", "git2", b)[0] == 0
+        assert hostd("pool", "drain", "git-s2", "git1")[0] == 0
+        code, _, err = hostd("pool", "remove", "git-s2", "git2")
+        assert code == 1 and err.count("\n") == 1
+        assert "refusing to remove git-s2/git2: it is the last serving server of backend git-s2" in err
+        assert "--force removes it anyway" in err
+        # Nothing changed, in the database or here.
+        assert Shards(database).get("s2").servers("git") == (("git1", a), ("git2", b))
+        assert _names(settings) == {"git1": "DRAIN", "git2": "UP"}
+        code, out, err = hostd("pool", "remove", "git-s2", "git2", "--force")
+        assert (code, err) == (0, "") and out.splitlines()[-1] == "git-s2/git2 removed"
+        assert Shards(database).get("s2").servers("git") == (("git1", a),)
+    finally:
+        proxy.stop()

@@ -16,12 +16,12 @@ import pytest
 import webtest
 
 from hostd.git.app import GitApp
-from hostd.git.cache import PACK_CACHE_DIR, MemoryCache, PackCache
+from hostd.git.cache import PACK_CACHE_DIR, PackCache
 from hostd.git.inflight import InFlight
 from hostd.git.process import GitRun
-from hostd.git.refstate import RACY_SECONDS, PerRefState, RefState
 from hostd.git.upload import UploadPack
 from hostd.names import RepoName
+from hostd.store.refstate import RACY_SECONDS, PerRefState, RefState
 from tests.hostd.conftest import GIT, Site, age, run_git
 
 REQUEST = "application/x-git-upload-pack-request"
@@ -68,19 +68,6 @@ def _post(app: webtest.TestApp, body: bytes, **kwargs: object) -> webtest.TestRe
 
 
 # --- the caches -------------------------------------------------------------------
-
-
-def test_memory_cache_is_bounded_by_size() -> None:
-    cache = MemoryCache(budget=10, largest=6)
-    cache.put("a", b"1234")
-    cache.put("b", b"1234")
-    cache.put("huge", b"1234567")  # over `largest`: never kept
-    assert cache.get("huge") is None
-    assert cache.get("a") == b"1234"  # now most recently used
-    cache.put("c", b"1234")  # over budget: evicts b, the least recently used
-    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (b"1234", None, b"1234")
-    cache.put("a", b"12")
-    assert cache.get("a") == b"12"
 
 
 def test_pack_cache_publishes_only_committed_responses(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hostd.cli.main import main
-from hostd.ops import haproxy, pooladmin, routes
+from hostd.ops import haproxy, pooladmin, poolstate, routes
 from hostd.ops.haproxy import PoolError
 from hostd.ops.pooladmin import Admin
 from hostd.settings import PROJECT_ROOT, Settings
@@ -48,7 +48,7 @@ STATES = [
 def test_state_joins_stat_and_servers_state(status: str, op: int, admin_bits: int, shown: str, admin: Admin) -> None:
     stat = haproxy.parse_stat_csv(HEADER + stat_row("git1", status, scur=2) + "\n")
     state = haproxy.parse_servers_state(STATE_HEADER + f"5 git 1 git1 127.0.0.1 {op} {admin_bits} 1 1 3\n\n")
-    [server] = pooladmin.merge(stat, state)
+    [server] = poolstate.merge(stat, state)
     assert (server.state, server.admin) == (shown, admin)
     assert (server.key, server.sessions, server.total_sessions, server.maxconn) == ("git/git1", 2, 42, 8)
     assert (server.address, server.check) == ("127.0.0.1:8101", "Layer7 check passed")
@@ -56,13 +56,13 @@ def test_state_joins_stat_and_servers_state(status: str, op: int, admin_bits: in
 
 def test_server_missing_from_servers_state_falls_back_to_the_stat_text() -> None:
     stat = haproxy.parse_stat_csv(HEADER + stat_row("git2", "DRAIN"))
-    [server] = pooladmin.merge(stat, {})
+    [server] = poolstate.merge(stat, {})
     assert (server.state, server.admin, server.healthy) == ("DRAIN", Admin.DRAIN, True)
 
 
 def test_frontend_and_backend_rows_are_not_servers() -> None:
     text = HEADER + "https,FRONTEND,,,0,0,100,5,OPEN,,,,\n" + "git,BACKEND,0,0,0,0,8,5,UP,,,,\n"
-    assert pooladmin.merge(haproxy.parse_stat_csv(text), {}) == []
+    assert poolstate.merge(haproxy.parse_stat_csv(text), {}) == []
 
 
 @pytest.mark.parametrize("answer", ["No such proxy.\n", "Unknown command.\n", ""], ids=["no-proxy", "unknown", "empty"])
@@ -159,7 +159,7 @@ def test_a_worker_on_a_unix_socket_is_known_by_its_checked_address(
         stat_addr: str, state_row: str, worker_address: str) -> None:
     """What `pool list` shows and what a reload re-adds: the IP:PORT the operator gave `pool add`."""
     row = f"git,git1,0,0,0,3,8,42,UP,L7OK,Layer7 check passed,{stat_addr},\n"
-    [server] = pooladmin.merge(haproxy.parse_stat_csv(HEADER + row),
+    [server] = poolstate.merge(haproxy.parse_stat_csv(HEADER + row),
                                haproxy.parse_servers_state(FULL_STATE_HEADER + state_row + "\n"))
     assert server.worker_address == worker_address
 

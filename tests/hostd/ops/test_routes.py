@@ -160,7 +160,8 @@ def test_render_backends_renders_every_shard_but_home() -> None:
     ]
     # Every placeholder filled in, no template-only comment left.
     assert "@" not in text.replace('"unix@', "") and "##" not in text
-    assert text.count("(s2) is unavailable") == 4 and text.count("No server yet") == 2
+    # Each backend's 503s, in the body (git shows it) and the status line (hg shows that).
+    assert text.count("(s2) is unavailable") == 6 and text.count("No server yet") == 2
 
 
 def test_render_backends_names_servers_as_the_database_does() -> None:
@@ -348,6 +349,8 @@ def test_a_shard_without_servers_answers_503_with_the_reason(running: tuple[HAPr
     response = _clone(proxy, "dana/proj")
     assert (response.status, response.header("x-echo-pool"), response.header("retry-after")) == (503, None, "10")
     assert response.body == b"The storage shard holding this repository (s4) is unavailable; retry shortly.\n"
+    assert response.reason == "The storage shard holding this repository (s4) is unavailable; retry shortly."
+    assert response.header("x-hostd-unavailable") is None
 
 
 def test_a_shard_that_dies_answers_503_with_the_reason(
@@ -365,6 +368,7 @@ def test_a_shard_that_dies_answers_503_with_the_reason(
         proxy.stop()
     reason = b"The storage shard holding this repository (s5) is unavailable; retry shortly.\n"
     assert [(r.status, r.header("retry-after"), r.body) for r in responses] == [(503, "10", reason)] * 2
+    assert [r.reason for r in responses] == [reason.decode().strip()] * 2
 
 
 def test_push_map_to_a_stopped_haproxy_raises(tmp_path: Path, tls: TlsFiles, echoes: dict[str, EchoBackend]) -> None:

@@ -88,3 +88,9 @@ def test_draw_writes_a_png(tmp_path: Path) -> None:
     traffic.draw(traffic.rates(run), path)
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert path.stat().st_size > 10_000
+
+
+def test_without_matplotlib_the_chart_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert traffic.chart_problem() is None
+    monkeypatch.setattr(traffic.importlib.util, "find_spec", lambda name: None)
+    assert "pip install -e '.[chart]'" in (traffic.chart_problem() or "")

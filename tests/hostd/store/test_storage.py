@@ -11,10 +11,10 @@ from hostd.git.app import GitApp
 from hostd.hg.app import HgApp
 from hostd.names import RepoName
 from hostd.store.storage import Storage, StorageError
-from hostd.web.app import WebApp
 from singlemalt import Action
 from tests.hostd.conftest import Site
 from tests.hostd.hg.test_app import DummyAuthorized
+from tests.hostd.web.conftest import browse
 
 ALICE_NOTES = RepoName("alice", "notes")
 
@@ -79,7 +79,6 @@ def test_pools_answer_not_found_for_a_symlinked_repository(site: Site) -> None:
     assert b"not found" in git.get("/alice/notes-git.git/info/refs?service=git-upload-pack", status=404).body
     git.get("/mallory/loot-git.git/info/refs?service=git-upload-pack", status=200)
 
-    web = webtest.TestApp(site.decided(WebApp(site.accounts, site.storage, "https://example.test"), None),
-                          extra_environ={"REMOTE_USER": "alice"})
+    web = browse(site, "alice")
     for vcs in ("hg", "git"):
         web.get(f"/alice/notes-{vcs}", status=404)

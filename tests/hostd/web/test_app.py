@@ -1,108 +1,36 @@
-"""The web pool's pages under WebTest (singlemalt stood in for by REMOTE_USER)."""
+"""The web tier's frame: classification, policy, routing, static files, error pages and their headers."""
 
 from __future__ import annotations
 
 import pytest
 import webtest
+from webob import Response
 
-from hostd.names import RepoName
-from hostd.store.shards import Shards
-from hostd.web.app import WebApp, WebPolicy, classify_web
+from hostd.names import RESERVED, normalize_name
+from hostd.web.app import WebApp
+from hostd.web.classify import SITE_SECTIONS, WebPolicy, classify_web
+from hostd.web.render import CONTENT_SECURITY_POLICY, PageError, Renderer
+from hostd.web.router import route
+from hostd.web.visit import Visit
 from singlemalt import Action, Allowed, Denied, Identity, Scope, Target
 from tests.hostd.conftest import Site
-
-
-def _app(site: Site, user: str | None = None) -> webtest.TestApp:
-    app = WebApp(site.accounts, site.storage, "https://example.test")
-    extra = {"REMOTE_USER": user} if user else {}
-    return webtest.TestApp(site.decided(app, None), extra_environ=extra)
-
-
-def test_index_lists_public_and_own_repositories(site: Site) -> None:
-    site.repo("alice", "open", "git", public=True)
-    site.repo("alice", "secret", "hg")
-    site.repo("bob", "mine", "git")
-    anonymous = _app(site).get("/")
-    assert "alice/open" in anonymous.text and "alice/secret" not in anonymous.text
-    assert "https://example.test/alice/open.git" in anonymous.text
-    signed_in = _app(site, "bob").get("/")
-    assert "Your repositories" in signed_in.text and "bob/mine" in signed_in.text
-    assert "alice/secret" not in signed_in.text
-
-
-@pytest.mark.parametrize("vcs", ["git", "hg"])
-def test_repository_page_shows_clone_url_refs_and_commits(site: Site, vcs: str) -> None:
-    site.repo("alice", "proj", vcs, public=True, readme="hello <b>")
-    page = _app(site).get("/alice/proj")
-    assert ("git clone" if vcs == "git" else "hg clone") in page.text
-    assert "Initial commit" in page.text
-    assert ("main" if vcs == "git" else "default") in page.text
-
-
-def test_unknown_page_is_not_found(site: Site) -> None:
-    site.repo("alice", "proj", "git", public=True)
-    _app(site).get("/alice/nothing", status=404)
-    _app(site).get("/a/b/c", status=404)
-    _app(site).get("/alice/proj/commits", status=404)
-
-
-def test_the_page_shows_the_repository_the_decision_carries(site: Site) -> None:
-    """The row singlemalt's policy read is the one shown: the app does not look it up again."""
-    site.repo("alice", "proj", "git", public=True)
-    app = webtest.TestApp(WebApp(site.accounts, site.storage, "https://example.test"))
-    # No decision (no singlemalt in front): nothing is served.
-    app.get("/alice/proj", status=404)
-    carried = site.policy(None).resolve("alice/proj")
-    assert carried is not None
-    page = app.get("/alice/proj", extra_environ={"singlemalt.decision": Allowed("test", resource=carried)})
-    assert "git clone https://example.test/alice/proj.git" in page.text
-
-
-@pytest.mark.parametrize("vcs", ["git", "hg"])
-def test_registered_repository_without_a_directory_is_not_found(
-    site: Site, vcs: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    ref = site.repo("alice", "gone", vcs, public=True)
-    site.storage.delete(ref, vcs)
-    assert "No such page" in _app(site).get("/alice/gone", status=404).text
-    assert "alice/gone is registered but" in caplog.text
-
-
-@pytest.mark.parametrize("vcs", ["git", "hg"])
-def test_a_repository_on_another_shard_shows_what_the_database_knows(site: Site, vcs: str) -> None:
-    """A web host of its own holds no repositories: the page still says what and where, never 404 or 500."""
-    Shards(site.accounts.db).add("s2")
-    site.accounts.add_user("alice", "password-alice")
-    ref = RepoName("alice", "far")
-    site.accounts.add_repo(ref, vcs, True, shard="s2")
-    page = _app(site).get("/alice/far")
-    assert f"{vcs} clone https://example.test/alice/far" in page.text
-    assert "Stored on storage shard s2" in page.text and "Recent commits" not in page.text
-    # The host of that shard shows the history (here: the directory is back).
-    site.storage.create(ref, vcs, readme="hi")
-    app = webtest.TestApp(site.decided(WebApp(site.accounts, site.storage, "https://example.test", "s2"), None))
-    assert "Recent commits" in app.get("/alice/far").text
-
-
-def test_login_redirects_home(site: Site) -> None:
-    assert _app(site, "bob").get("/login", status=303).location.endswith("/")
-
-
-@pytest.mark.parametrize("host", ["evil.example", "example.test:1", "127.0.0.1:8443", ""])
-def test_redirects_go_to_the_configured_base_url_whatever_the_host_header(site: Site, host: str) -> None:
-    """An absolute URL built from ``Host`` would send a user (or a cache) wherever the client said."""
-    response = _app(site, "bob").get("/login", headers={"Host": host}, extra_environ={"HTTP_HOST": host},
-                                     status=303)
-    assert response.location == "https://example.test/"
-
+from tests.hostd.web.conftest import BASE_URL, browse
 
 WEB_CASES = [
-    ("GET", "/", Target("", Action.READ, "web:GET")),
+    ("GET", "/", Target("", Action.READ, "web:home")),
     ("GET", "/login", Target("", Action.READ, "web:login")),
+    ("POST", "/login", Target("", Action.WRITE, "web:login")),
+    ("POST", "/logout", Target("", Action.WRITE, "web:logout")),
+    ("GET", "/settings/tokens", Target("", Action.READ, "web:settings")),
+    ("POST", "/settings/tokens", Target("", Action.WRITE, "web:settings")),
+    ("GET", "/static/site.css", Target("", Action.READ, "web:static")),
+    ("GET", "/alice", Target("", Action.READ, "web:alice")),
     ("GET", "/alice/proj", Target("alice/proj", Action.READ, "web:GET")),
-    ("GET", "/alice/proj/commits", Target("alice/proj", Action.READ, "web:GET")),
+    ("GET", "/alice/proj/tree/main/src", Target("alice/proj", Action.READ, "web:GET")),
+    ("HEAD", "/alice/proj/raw/main/a", Target("alice/proj", Action.READ, "web:HEAD")),
     ("POST", "/alice/proj", Target("alice/proj", Action.WRITE, "web:POST")),
-    ("DELETE", "/", Target("", Action.WRITE, "web:DELETE")),
+    ("DELETE", "/", Target("", Action.WRITE, "web:home")),
+    ("PUT", "/alice", Target("", Action.WRITE, "web:alice")),
 ]
 
 
@@ -111,14 +39,103 @@ def test_classify_web(method: str, path: str, expected: Target) -> None:
     assert classify_web({"REQUEST_METHOD": method, "PATH_INFO": path}) == expected
 
 
-def test_web_policy(site: Site) -> None:
+ALICE = Identity("alice", "password", Scope.WRITE)
+READER = Identity("alice", "token", Scope.READ, token_id="t1")
+POLICY_CASES = [
+    (None, "GET", "/", Allowed),
+    (None, "GET", "/login", Allowed),
+    (None, "POST", "/login", Allowed),
+    (None, "POST", "/logout", Allowed),
+    (None, "GET", "/static/site.css", Allowed),
+    (None, "GET", "/settings/tokens", Denied),
+    (ALICE, "GET", "/settings/tokens", Allowed),
+    (ALICE, "POST", "/settings/tokens", Allowed),
+    (READER, "GET", "/settings/tokens", Allowed),
+    (READER, "POST", "/settings/tokens", Denied),
+    (None, "POST", "/", Denied),
+    (ALICE, "PUT", "/alice", Denied),
+    (None, "GET", "/alice/secret", Denied),
+    (ALICE, "GET", "/alice/secret", Allowed),
+]
+
+
+@pytest.mark.parametrize(("identity", "method", "path", "expected"), POLICY_CASES,
+                         ids=[f"{i.username if i else 'anonymous'}-{i.scope.value if i else ''} {m} {p}"
+                              for i, m, p, _ in POLICY_CASES])
+def test_web_policy(site: Site, identity: Identity | None, method: str, path: str, expected: type) -> None:
     site.repo("alice", "secret", "git")
-    policy = WebPolicy(site.policy(None))
-    alice = Identity("alice", "password", Scope.WRITE)
-    assert isinstance(policy(None, Target("", Action.READ, "web:GET")), Allowed)
-    assert isinstance(policy(None, Target("", Action.READ, "web:login")), Denied)
-    assert isinstance(policy(alice, Target("", Action.READ, "web:login")), Allowed)
-    assert isinstance(policy(None, Target("", Action.WRITE, "web:POST")), Denied)
-    assert isinstance(policy(alice, Target("alice/secret", Action.READ, "web:GET")), Allowed)
-    denied = policy(Identity("eve", "password", Scope.WRITE), Target("alice/secret", Action.READ, "web:GET"))
+    target = classify_web({"REQUEST_METHOD": method, "PATH_INFO": path})
+    assert isinstance(target, Target)
+    assert isinstance(WebPolicy(site.policy(None))(identity, target), expected)
+
+
+def test_a_stranger_is_not_told_a_private_repository_exists(site: Site) -> None:
+    site.repo("alice", "secret", "git")
+    denied = WebPolicy(site.policy(None))(Identity("eve", "password", Scope.WRITE),
+                                          Target("alice/secret", Action.READ, "web:GET"))
     assert isinstance(denied, Denied) and not denied.reveal
+
+
+def _frame(*routes: object) -> webtest.TestApp:
+    return webtest.TestApp(WebApp(list(routes), renderer=Renderer("hostd", BASE_URL), base_url=BASE_URL),  # type: ignore[arg-type]
+                           lint=True)
+
+
+def test_unknown_pages_are_styled_404s_with_the_site_headers(site: Site) -> None:
+    page = browse(site).get("/no/such/page/at/all", status=404)
+    assert page.content_type == "text/html"
+    assert "no such page" in page.text and 'href="/"' in page.text
+    assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "WWW-Authenticate" not in page.headers
+
+
+def test_a_wrong_method_is_a_405_naming_the_allowed_ones() -> None:
+    app = _frame(route("GET", r"/here", lambda visit: Response("ok")))
+    assert app.get("/here").text == "ok"
+    refused = app.post("/here", status=405)
+    assert refused.headers["Allow"] == "GET, HEAD" and "does not take" in refused.text
+
+
+def test_a_handler_refusal_is_rendered_with_its_reason_and_headers() -> None:
+    def refuse(visit: Visit) -> Response:
+        raise PageError(429, "Slow down <now>", headers={"Retry-After": "7"})
+
+    page = _frame(route("GET", r"/x", refuse)).get("/x", status=429)
+    assert "Slow down &lt;now&gt;" in page.text and "<now>" not in page.text
+    assert page.headers["Retry-After"] == "7"
+
+
+def test_route_groups_are_handler_arguments_and_names_need_not_be_utf8() -> None:
+    seen: list[str] = []
+
+    def show(visit: Visit, rest: str) -> Response:
+        seen.append(rest)
+        return Response("ok")
+
+    app = _frame(route("GET", r"/f/(?P<rest>.*)", show))
+    app.get("/f/a%20b/%FF%3Cx%3E")
+    assert seen == ["a b/\udcff<x>"]
+    assert seen[0].encode("utf-8", "surrogateescape") == b"a b/\xff<x>"
+
+
+def test_the_header_shows_the_user_or_a_sign_in_link_back_to_the_page(site: Site) -> None:
+    anonymous = browse(site).get("/nothing/here/x", status=404)
+    assert 'href="/login?next=/nothing/here/x"' in anonymous.text
+    signed_in = browse(site, "bob").get("/nothing/here/x", status=404)
+    assert ">bob</a>" in signed_in.text and 'action="/logout"' in signed_in.text
+
+
+def test_static_files(site: Site) -> None:
+    css = browse(site).get("/static/site.css")
+    assert css.content_type == "text/css" and "max-age=" in css.headers["Cache-Control"]
+    assert browse(site).get("/static/site.js").content_type == "text/javascript"
+    browse(site).get("/static/nothing.css", status=404)
+    browse(site).get("/static/../app.py", status=404)
+
+
+def test_no_account_or_repository_can_be_named_like_a_site_page() -> None:
+    """``/settings/...`` is the site's: an owner named ``settings`` would have repositories nobody could open."""
+    assert SITE_SECTIONS <= RESERVED
+    assert all(normalize_name(section) is None for section in SITE_SECTIONS)

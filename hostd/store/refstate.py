@@ -1,6 +1,6 @@
-"""A cheap fingerprint of a git repository's refs, to know when a cached answer is stale.
+"""A cheap fingerprint of a repository's refs, to know when a cached answer is stale.
 
-The ref advertisement (and everything derived from it) changes only when a
+Git: the ref advertisement (and everything derived from it) changes only when a
 ref, ``HEAD``, ``packed-refs`` or the config changes. git and dulwich write
 every one of those through a lock file renamed into place, so each change
 replaces a file (new inode) in a directory (new mtime): the ``stat`` of
@@ -17,6 +17,15 @@ A fingerprint taken within :data:`RACY_SECONDS` of the newest mtime in it is
 advance in clock ticks, so a second update inside the same tick could leave
 every ``stat`` unchanged. Answers computed from a racy state are served but
 not cached.
+
+Mercurial (:class:`HgRefState`): what a page of a repository shows changes
+only when its changelog (new or stripped changesets), bookmarks, phases
+(secret changesets are not served), obsolescence markers (hidden ones are
+not either) or local tags change; their ``stat`` is the fingerprint. The
+changelog is appended to in place, so its size and mtime move with it.
+
+Both live with the stores (the repositories on disk) so that the git pool
+and the web pool can use them without importing each other.
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from hostd.git.cache import MemoryCache
+from hostd.store.memorycache import MemoryCache
 
 RACY_SECONDS = 1.0
 #: Directories whose children are remembered, over all repositories.
@@ -100,6 +110,32 @@ class RefState:
         return children
 
 
+#: Files of an hg repository (relative to it) whose change can change what is served. The branch
+#: caches under ``.hg/cache`` are left out on purpose: they are derived from the changelog, and
+#: a read that refreshes them would otherwise make the state look changed by the read itself.
+_HG_FILES = (
+    ".hg/requires", ".hg/store/requires", ".hg/store/00changelog.i", ".hg/store/00changelog.d",
+    ".hg/store/00changelog.n", ".hg/bookmarks", ".hg/store/bookmarks", ".hg/store/phaseroots",
+    ".hg/store/obsstore", ".hg/localtags",
+)
+
+
+class HgRefState:
+    """Fingerprints of Mercurial repositories: the ``stat`` of the files in :data:`_HG_FILES`."""
+
+    def fingerprint(self, repo_dir: Path) -> Fingerprint:
+        root = str(repo_dir)
+        stats = tuple((name, _stat(os.path.join(root, name))) for name in _HG_FILES)
+        newest = max((stat[2] for _, stat in stats if stat is not None), default=0) / 1e9
+        return Fingerprint(stats, newest)
+
+
+class Fingerprinter(Protocol):
+    """:class:`RefState` for git, :class:`HgRefState` for Mercurial."""
+
+    def fingerprint(self, path: Path, /) -> Fingerprint: ...
+
+
 class PerRefState:
     """Answers that depend on a repository's refs alone, computed once per ref state.
 
@@ -110,12 +146,15 @@ class PerRefState:
     meanwhile is never hidden behind it.
     """
 
-    def __init__(self, memory: MemoryCache | None = None, refs: RefState | None = None) -> None:
+    def __init__(self, memory: MemoryCache | None = None, refs: Fingerprinter | None = None) -> None:
         self.memory = memory or MemoryCache(budget=64 << 20, largest=16 << 20)
-        self.refs = refs or RefState()
+        self.refs: Fingerprinter = refs or RefState()
 
-    def get(self, git_dir: Path, what: str, compute: Callable[[], bytes]) -> bytes:
-        """``compute()`` for ``git_dir``, or what it returned under the current ref state."""
+    def get(self, git_dir: Path, what: object, compute: Callable[[], bytes]) -> bytes:
+        """``compute()`` for the repository ``git_dir``, or what it returned under the current ref state.
+
+        ``what`` names the answer within the repository (any hashable value).
+        """
         before = self.refs.fingerprint(git_dir)
         tag = hashlib.sha256(repr(before.stats).encode()).digest()
         key = (str(git_dir), what)
