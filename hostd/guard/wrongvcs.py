@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final
 import webob.exc
 
 from hostd.responses import text_error
+from hostd.settings.clone import clone_command, https_url
 from hostd.store.accounts import Repo
 from singlemalt import DEFAULT_DRAIN_LIMIT, Classifier, Target
 from singlemalt.challenge import reply
@@ -44,11 +45,8 @@ log = logging.getLogger(__name__)
 #: The repository a request's path names, when it is one of the other kind anyone may read.
 Finder = Callable[[str], Repo | None]
 
-#: What each kind is, and how it is cloned (``{url}``: the repository's URL without a suffix).
-KINDS: Final = {
-    "git": ("a git repository", "git clone {url}.git"),
-    "hg": ("a Mercurial repository", "hg clone {url}"),
-}
+#: What each kind is called (cloned as :func:`hostd.settings.clone.clone_command` says).
+KINDS: Final = {"git": "a git repository", "hg": "a Mercurial repository"}
 # The hint is also the status line's reason phrase: printable ASCII only, or
 # it could split the header block. Names are [a-z0-9._-]; the URL is checked
 # once, at start.
@@ -57,11 +55,10 @@ _PRINTABLE: Final = re.compile(r"[\x21-\x7e]+")
 
 def hint(repo: Repo, base_url: str) -> str | None:
     """``demo/hello-hg is a Mercurial repository: hg clone https://HOST/demo/hello-hg``; None for an unknown kind."""
-    kind = KINDS.get(repo.vcs)
-    if kind is None:
+    what = KINDS.get(repo.vcs)
+    if what is None:
         return None
-    what, clone = kind
-    return f"{repo.ref} is {what}: {clone.format(url=f'{base_url}/{repo.ref}')}"
+    return f"{repo.ref} is {what}: {clone_command(repo.vcs, https_url(base_url, str(repo.ref), repo.vcs))}"
 
 
 class WrongVcsHint:

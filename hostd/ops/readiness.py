@@ -10,6 +10,7 @@ asks this first, then the SSH gateway and HAProxy.
 
 from __future__ import annotations
 
+import ssl
 import urllib.error
 import urllib.request
 
@@ -23,10 +24,10 @@ class ForeignStack(StackError):
     """A port of this stack is answered by another data directory's pool: waiting will not change that."""
 
 
-def readyz(url: str) -> tuple[int, str | None]:
-    """The status of a GET of ``url``, and the data directory the answer names (None: it names none)."""
+def probe(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str | None]:
+    """The status of a GET of ``url`` (a health check), and the data directory the answer names (None: none)."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return int(response.status), response.headers.get(INSTANCE_HEADER)
     except urllib.error.HTTPError as error:
         return int(error.code), error.headers.get(INSTANCE_HEADER)
@@ -45,7 +46,7 @@ def pools_problem(settings: Settings) -> str | None:
             continue
         port = getattr(settings.ports, pool)
         try:
-            status, instance = readyz(f"http://{settings.bind}:{port}/readyz")
+            status, instance = probe(f"http://{settings.bind}:{port}/readyz")
         except OSError as error:
             return f"{pool} pool on port {port}: {error}"
         if instance != ours:

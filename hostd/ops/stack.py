@@ -13,12 +13,9 @@ import os
 import re
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -26,7 +23,7 @@ from hostd.ops import haproxy, listeners, peers, pooladmin, postgres, sshd, tls
 from hostd.ops.bootstrap import DEMO_GIT, DEMO_USER, demo_clone_lines, initialize, ssh_clone_commands
 from hostd.ops.haproxy import POOLS, PoolError, StackError
 from hostd.ops.haproxy import command as haproxy_command
-from hostd.ops.readiness import pools_problem
+from hostd.ops.readiness import pools_problem, probe
 from hostd.settings import PROJECT_ROOT, ROLE_PROGRAMS, Settings, SettingsError
 from hostd.store.database import DatabaseUnavailable
 from hostd.store.legacy import LegacyImportError
@@ -143,14 +140,6 @@ def supervisord_pid(settings: Settings) -> int | None:
     return pid
 
 
-def _get(url: str, context: ssl.SSLContext | None = None) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-
-
 def health_problem(settings: Settings) -> str | None:
     """None when every pool and the HAProxy this host runs answer their health checks;
     ForeignStack when a pool of another data directory answers on a port of ours."""
@@ -165,7 +154,7 @@ def health_problem(settings: Settings) -> str | None:
         return None
     context = tls.client_context(settings)
     try:
-        status = _get(f"https://{settings.bind}:{settings.ports.https}/healthz", context)
+        status, _ = probe(f"https://{settings.bind}:{settings.ports.https}/healthz", context)
     except OSError as error:
         return f"HAProxy on port {settings.ports.https}: {error}"
     if status != 200:

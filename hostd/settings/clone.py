@@ -46,14 +46,19 @@ def clone_help(settings: Settings, repo: str, vcs: str, *, trust_command: str | 
     leave a clone whose later pulls and pushes fail wherever that option is not saved (hg saves
     none) or is overridden (``GIT_SSL_CAINFO`` replaces git's ``http.sslCAInfo``).
     """
+    return CloneHelp(
+        https=clone_command(vcs, https_url(settings.base_url, repo, vcs)),
+        ssh=clone_command(vcs, ssh_url(ssh_origin(settings), repo, vcs)),
+        trust=None if trust_command is None else trust_step(trust_command),
+    )
+
+
+def clone_command(vcs: str, url: str) -> str:
+    """``git clone URL`` or ``hg clone URL``; ValueError for another kind."""
     client = CLIENTS.get(vcs)
     if client is None:
         raise ValueError(f"{vcs!r} is not one of {', '.join(CLIENTS)}")
-    return CloneHelp(
-        https=f"{client} clone {https_url(settings.base_url, repo, vcs)}",
-        ssh=f"{client} clone {ssh_url(ssh_origin(settings), repo, vcs)}",
-        trust=None if trust_command is None else trust_step(trust_command),
-    )
+    return f"{client} clone {url}"
 
 
 def https_url(base_url: str, repo: str, vcs: str) -> str:

@@ -159,15 +159,16 @@ class Accounts:
 
     # -- tokens ----------------------------------------------------------------
 
-    def create_token(self, username: str, scope: Scope, expires_days: int | None) -> IssuedToken:
+    def create_token(self, username: str, scope: Scope, expires_days: int | None, *, label: str = "") -> IssuedToken:
+        """A new token of ``username``'s, named ``label`` (checked by the caller); show ``.token`` once."""
         issued = new_token()
         expires = None if expires_days is None else time.time() + expires_days * 86400
         with self.db.transaction() as conn:
             name = self._existing_user(conn, username)
             conn.execute(
-                "INSERT INTO tokens (id, username, secret_hash, scope, expires_at, created)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (issued.token_id, name, issued.secret_hash, scope.value, expires, time.time()),
+                "INSERT INTO tokens (id, username, secret_hash, scope, expires_at, created, label)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (issued.token_id, name, issued.secret_hash, scope.value, expires, time.time(), label),
             )
         return issued
 

@@ -16,14 +16,13 @@ clone makes no query at all, :mod:`hostd.store.records`).
 
 from __future__ import annotations
 
-import time
 import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
 from hostd.names import normalize_name
 from hostd.store.accounts import AccountError, Accounts
-from singlemalt import IssuedToken, Scope, new_token
+from singlemalt import IssuedToken, Scope
 
 #: The longest label (the column's CHECK says the same).
 MAX_LABEL: Final = 100
@@ -57,19 +56,7 @@ class UserTokens:
 
     def create(self, username: str, scope: Scope, label: str) -> IssuedToken:
         """A new token of ``username``'s with this label; show ``.token`` once."""
-        label = check_label(label)
-        issued = new_token()
-        # One transaction, the label with the rest (Accounts.create_token takes
-        # no label): a token is never made without the name it was asked under.
-        with self.accounts.db.transaction() as conn:
-            row = conn.execute(
-                "INSERT INTO tokens (id, username, secret_hash, scope, expires_at, created, label)"
-                " SELECT %s, name, %s, %s, NULL, %s, %s FROM users WHERE name = %s RETURNING id",
-                (issued.token_id, issued.secret_hash, scope.value, time.time(), label, normalize_name(username)),
-            ).fetchone()
-        if row is None:
-            raise AccountError(f"no such user: {username!r}")
-        return issued
+        return self.accounts.create_token(username, scope, None, label=check_label(label))
 
     def for_user(self, username: str) -> list[UserToken]:
         """The user's tokens, newest first (revoked ones too: they say what stopped working)."""

@@ -112,26 +112,28 @@ def new_cookie_value() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _cookie(name: str, value: str, max_age: int | None) -> str:
+def site_cookie(name: str, value: str, max_age: int | None, *, same_site: str = "Lax") -> str:
+    """A ``Set-Cookie`` value for the whole site, never readable by a page's script (``None``: until the
+    browser closes)."""
     # Lax: sent on a top-level GET from another site (following a link in, still
     # signed in), never on another site's POST; the CSRF token is the main guard.
-    attributes = f"{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax"
+    attributes = f"{name}={value}; Path=/; Secure; HttpOnly; SameSite={same_site}"
     return attributes if max_age is None else f"{attributes}; Max-Age={max_age}"
 
 
 def session_cookie(token: str, lifetime: timedelta = ABSOLUTE) -> str:
     """The ``Set-Cookie`` value that signs a browser in, kept no longer than the session can live."""
-    return _cookie(SESSION_COOKIE, token, int(lifetime.total_seconds()))
+    return site_cookie(SESSION_COOKIE, token, int(lifetime.total_seconds()))
 
 
 def expired_session_cookie() -> str:
     """The ``Set-Cookie`` value that removes the session cookie (signing out, or a session that ended)."""
-    return _cookie(SESSION_COOKIE, "", 0)
+    return site_cookie(SESSION_COOKIE, "", 0)
 
 
 def csrf_cookie(value: str) -> str:
     """The ``Set-Cookie`` value of an anonymous visitor's CSRF cookie (kept until the browser closes)."""
-    return _cookie(CSRF_COOKIE, value, None)
+    return site_cookie(CSRF_COOKIE, value, None)
 
 
 def text_refusal(environ: WSGIEnvironment, status: int, message: str) -> Response:

@@ -25,6 +25,7 @@ from hostd.store.keys import MAX_TITLE, KeyRecord, Keys, parse_public_key
 from hostd.store.usertokens import MAX_LABEL, UserTokens
 from hostd.web.render import PageError, Renderer
 from hostd.web.router import Route, route
+from hostd.web.session import site_cookie
 from hostd.web.visit import Visit
 from singlemalt import Identity, IssuedToken, Scope, parse_token
 from singlemalt.identity import TOKEN
@@ -88,7 +89,8 @@ class SettingsPages:
         # not post the form again (a second token). The token rides to that page in a
         # cookie that lives a minute, is sent to nothing else, and is removed there.
         response = exc.HTTPSeeOther(location=visit.base_url + TOKENS)
-        response.headers.add("Set-Cookie", _new_token_cookie(issued.token, MINUTE))
+        # Strict: never sent with a request another site started.
+        response.headers.add("Set-Cookie", site_cookie(NEW_TOKEN_COOKIE, issued.token, MINUTE, same_site="Strict"))
         response.cache_control = "no-store"
         raise response
 
@@ -100,7 +102,7 @@ class SettingsPages:
         issued = IssuedToken(parsed[0], str(value), "") if parsed is not None and owned else None
         response = self._tokens(visit, user, issued, None, 200)
         if value is not None:
-            response.headers.add("Set-Cookie", _new_token_cookie("", 0))
+            response.headers.add("Set-Cookie", site_cookie(NEW_TOKEN_COOKIE, "", 0, same_site="Strict"))
             # Security: the one response that holds the secret is kept by no cache.
             response.cache_control = "no-store"
         return response
@@ -153,11 +155,6 @@ class SettingsPages:
         records: list[KeyRecord] = self.keys.for_user(user)
         return self.renderer.page(visit, "settings_keys.html", title="SSH keys", status=status, keys=records,
                                   error=error, max_title=MAX_TITLE, day=day)
-
-
-def _new_token_cookie(value: str, max_age: int) -> str:
-    # Strict: never sent with a request another site started.
-    return f"{NEW_TOKEN_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}"
 
 
 def day(when: float | datetime) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hostd.settings.clone import https_url, ssh_url
+from hostd.settings.clone import clone_command, https_url, ssh_url
 from hostd.store.accounts import Repo
 
 
@@ -34,6 +34,5 @@ def clone_url(repo: Repo, base_url: str) -> str:
 
 def clone_box(repo: Repo, *, base_url: str, ssh_origin: str | None = None, trust: str | None = None) -> CloneBox:
     """``git clone URL`` / ``hg clone URL`` over HTTPS and, with ``ssh_origin`` (``HOST:PORT``), over SSH."""
-    command = "git clone" if repo.vcs == "git" else "hg clone"
-    ssh = None if ssh_origin is None else f"{command} {ssh_url(ssh_origin, str(repo.ref), repo.vcs)}"
-    return CloneBox(f"{command} {clone_url(repo, base_url)}", ssh, trust)
+    ssh = None if ssh_origin is None else clone_command(repo.vcs, ssh_url(ssh_origin, str(repo.ref), repo.vcs))
+    return CloneBox(clone_command(repo.vcs, clone_url(repo, base_url)), ssh, trust)
