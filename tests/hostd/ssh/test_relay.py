@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -67,8 +68,10 @@ def _talk(port: int, header: bytes, stdin: bytes = b"hi") -> list[tuple[bytes, b
             while head := reader.read(5):
                 kind, length = struct.unpack(">cI", head)
                 frames.append((kind, reader.read(length)))
-        except ConnectionResetError:
-            pass
+        except OSError as error:
+            # The far end closed first: a reset, or (a reset already seen by the kernel) shutdown's ENOTCONN.
+            if error.errno not in (errno.ECONNRESET, errno.ENOTCONN, errno.EPIPE):
+                raise
     return frames
 
 
